@@ -1,0 +1,141 @@
+//! In-memory doubles of [`TokenCache`] and [`TokenMinter`], for unit tests and
+//! benchmarks of the vending logic and the HTTP mapping.
+//!
+//! They record what they were asked and can be told to fail or hang, so tests
+//! can check both the decisions of the vending logic and its time bounds.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::vending::{now_epoch, CacheError, MintError, TokenCache, TokenMinter, VendedToken};
+
+/// What a double does when called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Behaviour {
+    #[default]
+    Work,
+    Fail,
+    /// Never answers (the caller's timeout must fire).
+    Hang,
+    /// Answers "rate limited" (minter only).
+    Throttle,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A cache held in a `HashMap`. TTLs are recorded, not enforced.
+#[derive(Default)]
+pub struct MemoryCache {
+    entries: Mutex<HashMap<String, (String, Duration)>>,
+    get_behaviour: Mutex<Behaviour>,
+    set_behaviour: Mutex<Behaviour>,
+    gets: AtomicU64,
+    sets: AtomicU64,
+}
+
+impl MemoryCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&self, key: &str, value: &str) {
+        lock(&self.entries).insert(key.into(), (value.into(), Duration::ZERO));
+    }
+
+    /// The stored value and its TTL.
+    pub fn entry(&self, key: &str) -> Option<(String, Duration)> {
+        lock(&self.entries).get(key).cloned()
+    }
+
+    pub fn on_get(&self, behaviour: Behaviour) {
+        *lock(&self.get_behaviour) = behaviour;
+    }
+
+    pub fn on_set(&self, behaviour: Behaviour) {
+        *lock(&self.set_behaviour) = behaviour;
+    }
+
+    pub fn gets(&self) -> u64 {
+        self.gets.load(Ordering::SeqCst)
+    }
+
+    pub fn sets(&self) -> u64 {
+        self.sets.load(Ordering::SeqCst)
+    }
+}
+
+async fn act(behaviour: Behaviour) -> Result<(), CacheError> {
+    match behaviour {
+        Behaviour::Work => Ok(()),
+        Behaviour::Fail | Behaviour::Throttle => Err(CacheError::Failed("injected failure".into())),
+        Behaviour::Hang => std::future::pending().await,
+    }
+}
+
+impl TokenCache for MemoryCache {
+    async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        let behaviour = *lock(&self.get_behaviour);
+        act(behaviour).await?;
+        Ok(lock(&self.entries).get(key).map(|(v, _)| v.clone()))
+    }
+
+    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
+        self.sets.fetch_add(1, Ordering::SeqCst);
+        let behaviour = *lock(&self.set_behaviour);
+        act(behaviour).await?;
+        lock(&self.entries).insert(key.into(), (value.into(), ttl));
+        Ok(())
+    }
+}
+
+/// A minter that hands out `minted-<n>` tokens expiring `valid_for` from now.
+#[derive(Default)]
+pub struct CountingMinter {
+    minted: AtomicU64,
+    behaviour: Mutex<Behaviour>,
+    lifetimes: Mutex<Vec<Duration>>,
+}
+
+impl CountingMinter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn on_mint(&self, behaviour: Behaviour) {
+        *lock(&self.behaviour) = behaviour;
+    }
+
+    /// How many mints were attempted.
+    pub fn calls(&self) -> usize {
+        lock(&self.lifetimes).len()
+    }
+
+    /// The lifetimes asked for, in order.
+    pub fn lifetimes(&self) -> Vec<Duration> {
+        lock(&self.lifetimes).clone()
+    }
+}
+
+impl TokenMinter for CountingMinter {
+    async fn mint(&self, valid_for: Duration) -> Result<VendedToken, MintError> {
+        lock(&self.lifetimes).push(valid_for);
+        let behaviour = *lock(&self.behaviour);
+        match behaviour {
+            Behaviour::Work => {
+                let n = self.minted.fetch_add(1, Ordering::SeqCst) + 1;
+                Ok(VendedToken {
+                    token: format!("minted-{n}"),
+                    exp: now_epoch() + valid_for.as_secs(),
+                })
+            }
+            Behaviour::Fail => Err(MintError::Failed("injected failure".into())),
+            Behaviour::Throttle => Err(MintError::RateLimited),
+            Behaviour::Hang => std::future::pending().await,
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! Token vending machine: an AWS Lambda function that hands browsers
+//! short-lived, subscribe-only Momento tokens.
+//!
+//! `GET /tokens` identifies the caller by the source IP API Gateway saw,
+//! reuses that caller's cached token while it has more than a minute left, and
+//! otherwise mints a new one and caches it. The Momento API key never leaves
+//! this function.
+//!
+//! Layout, from the edge inwards:
+//! - [`app`]: the request handler, lazy retryable init, per-request log line;
+//! - [`http`]: routes, caller identity, response shapes;
+//! - [`vending`]: the decisions, behind the [`vending::TokenCache`] and
+//!   [`vending::TokenMinter`] traits;
+//! - [`momento`], [`secrets`]: the real Momento clients and the key from
+//!   Secrets Manager;
+//! - [`config`]: the environment, validated once;
+//! - [`doubles`]: in-memory cache and minter for tests and benchmarks.
+
+pub mod app;
+pub mod config;
+pub mod doubles;
+pub mod http;
+pub mod momento;
+pub mod secrets;
+pub mod vending;

@@ -1,0 +1,34 @@
+//! The Lambda entry point: tracing, configuration, and the runtime loop.
+//! Everything else lives in the library.
+
+use lambda_http::{service_fn, Request};
+use token_vending_machine::app::{misconfigured_response, App};
+use token_vending_machine::config::Config;
+use token_vending_machine::momento::MomentoInit;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+
+    match Config::from_env() {
+        Ok(config) => {
+            let cors = config.cors_allow_origin.clone();
+            let app = App::new(MomentoInit::new(config), &cors);
+            let app = &app;
+            lambda_http::run(service_fn(move |req: Request| async move {
+                Ok::<_, std::convert::Infallible>(app.handle(req).await)
+            }))
+            .await
+        }
+        Err(error) => {
+            // Stay up and answer 500s: a crash here would be a restart loop
+            // and empty 502s for every caller.
+            tracing::error!(variable = error.variable, "{error}");
+            let error = &error;
+            lambda_http::run(service_fn(move |req: Request| async move {
+                Ok::<_, std::convert::Infallible>(misconfigured_response(&req, error))
+            }))
+            .await
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The Momento API key from AWS Secrets Manager.
+//!
+//! The secret is JSON: `{"momento": "<api key>"}`, with an optional
+//! `"endpoint"` for Momento v2 API keys. Errors here describe what is wrong
+//! with the secret's shape and never echo its content.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::app::InitError;
+
+/// A hung Secrets Manager fails the init after this long (the next request retries).
+pub const SECRET_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The key material for Momento.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MomentoKey {
+    pub api_key: String,
+    /// Needed for v2 API keys; v1 keys carry their endpoint.
+    pub endpoint: Option<String>,
+}
+
+impl fmt::Debug for MomentoKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MomentoKey")
+            .field("api_key", &"<redacted>")
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+/// Parses the secret string. Error texts never include the secret.
+pub fn parse_secret(secret: &str) -> Result<MomentoKey, InitError> {
+    let value: serde_json::Value = serde_json::from_str(secret)
+        .map_err(|_| InitError("the secret is not valid JSON".into()))?;
+    let field = |name: &str| {
+        value
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .map(str::trim)
+    };
+    let api_key = field("momento")
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| InitError("the secret has no non-empty string field \"momento\"".into()))?;
+    let endpoint = match value.get("endpoint") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(e)) if !e.trim().is_empty() => Some(e.trim().to_string()),
+        Some(_) => {
+            return Err(InitError(
+                "the secret's \"endpoint\" must be a non-empty string".into(),
+            ))
+        }
+    };
+    Ok(MomentoKey {
+        api_key: api_key.to_string(),
+        endpoint,
+    })
+}
+
+/// Reads and parses the secret with the standard AWS configuration chain.
+pub async fn read_momento_key(secret_id: &str) -> Result<MomentoKey, InitError> {
+    let read = async {
+        let sdk_config = aws_config::load_from_env().await;
+        let client = aws_sdk_secretsmanager::Client::new(&sdk_config);
+        client.get_secret_value().secret_id(secret_id).send().await
+    };
+    let output = tokio::time::timeout(SECRET_READ_TIMEOUT, read)
+        .await
+        .map_err(|_| InitError(format!("reading secret {secret_id} timed out")))?
+        .map_err(|e| {
+            InitError(format!(
+                "reading secret {secret_id} failed: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+            ))
+        })?;
+    let secret = output
+        .secret_string()
+        .ok_or_else(|| InitError(format!("secret {secret_id} has no SecretString")))?;
+    parse_secret(secret).map_err(|e| InitError(format!("secret {secret_id}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_key_and_optional_endpoint() {
+        assert_eq!(
+            parse_secret(r#"{"momento": "abc"}"#).unwrap(),
+            MomentoKey {
+                api_key: "abc".into(),
+                endpoint: None
+            }
+        );
+        assert_eq!(
+            parse_secret(r#"{"momento": "abc", "endpoint": "cell-4.example.com"}"#)
+                .unwrap()
+                .endpoint
+                .as_deref(),
+            Some("cell-4.example.com")
+        );
+    }
+
+    #[test]
+    fn malformed_secrets_are_refused_without_echoing_them() {
+        for secret in [
+            "not json sekrit-value",
+            r#"{"momento": ""}"#,
+            r#"{"momento": 42}"#,
+            r#"{"key": "sekrit-value"}"#,
+            r#"["sekrit-value"]"#,
+            r#"{"momento": "sekrit-value", "endpoint": 7}"#,
+        ] {
+            let err = parse_secret(secret).unwrap_err();
+            assert!(!err.0.contains("sekrit"), "{err} echoes the secret");
+        }
+    }
+
+    #[test]
+    fn debug_redacts_the_key() {
+        let key = parse_secret(r#"{"momento": "sekrit-value"}"#).unwrap();
+        assert!(!format!("{key:?}").contains("sekrit"));
+    }
+}
