@@ -222,3 +222,281 @@ pub fn misconfigured_response(req: &Request, error: &crate::config::ConfigError)
     log_request(req, &served, started);
     served.response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doubles::{Behaviour, CountingMinter, MemoryCache};
+    use crate::vending::{now_epoch, Vendor};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Builds a vendor on shared doubles; can be told to fail its first attempts.
+    #[derive(Default)]
+    struct TestInit {
+        cache: Arc<MemoryCache>,
+        minter: Arc<CountingMinter>,
+        attempts: AtomicU64,
+        failures_left: AtomicU64,
+    }
+
+    impl Initializer for TestInit {
+        type Cache = Arc<MemoryCache>;
+        type Minter = Arc<CountingMinter>;
+        async fn init(&self) -> Result<Vendor<Self::Cache, Self::Minter>, InitError> {
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            if self.failures_left.load(Ordering::SeqCst) > 0 {
+                self.failures_left.fetch_sub(1, Ordering::SeqCst);
+                return Err(InitError("secret unavailable".into()));
+            }
+            Ok(Vendor::new(
+                self.cache.clone(),
+                self.minter.clone(),
+                Duration::from_secs(3600),
+                Duration::from_secs(3300),
+            ))
+        }
+    }
+
+    fn app() -> App<TestInit> {
+        App::new(TestInit::default(), "*")
+    }
+
+    fn event(name: &str) -> Request {
+        let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+        let json = std::fs::read_to_string(&path).unwrap();
+        lambda_http::request::from_str(&json).unwrap()
+    }
+
+    fn header<'a>(r: &'a Response<Body>, name: &str) -> &'a str {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+
+    fn body(r: &Response<Body>) -> serde_json::Value {
+        match r.body() {
+            Body::Text(t) => serde_json::from_str(t).unwrap(),
+            other => panic!("expected a text body, got {other:?}"),
+        }
+    }
+
+    fn assert_common_headers(r: &Response<Body>) {
+        assert_eq!(header(r, "access-control-allow-origin"), "*");
+        assert_eq!(header(r, "content-type"), "application/json");
+        assert_eq!(header(r, "cache-control"), "no-store");
+    }
+
+    #[tokio::test]
+    async fn rest_get_tokens_vends_with_cors_even_though_the_stage_is_in_the_uri() {
+        let app = app();
+        let req = event("rest-get-tokens-order.json");
+        assert_eq!(req.uri().path(), "/Prod/tokens");
+        let r = app.handle(req).await;
+        assert_eq!(r.status(), 200);
+        assert_common_headers(&r);
+        let b = body(&r);
+        assert_eq!(b["token"], "minted-1");
+        assert!(b["exp"].as_u64().unwrap() > now_epoch());
+    }
+
+    #[tokio::test]
+    async fn the_caller_is_the_context_source_ip_never_x_forwarded_for() {
+        let app = app();
+        let req = event("rest-get-tokens-order.json");
+        assert!(header_value(&req, "x-forwarded-for").starts_with("198.51.100.99"));
+        app.handle(req).await;
+        let cache = &app.initializer.cache;
+        assert!(cache.entry("203.0.113.10-token").is_some());
+        assert!(cache.entry("198.51.100.99-token").is_none());
+    }
+
+    fn header_value<'a>(req: &'a Request, name: &str) -> &'a str {
+        req.headers().get(name).unwrap().to_str().unwrap()
+    }
+
+    #[tokio::test]
+    async fn http_api_v2_events_use_the_v2_source_ip_in_canonical_form() {
+        let app = app();
+        let r = app.handle(event("http-get-tokens.json")).await;
+        assert_eq!(r.status(), 200);
+        assert!(app.initializer.cache.entry("2001:db8::5-token").is_some());
+    }
+
+    #[tokio::test]
+    async fn second_request_from_the_same_ip_is_a_hit_with_the_same_body() {
+        let app = app();
+        let first = app.handle(event("rest-get-tokens-order.json")).await;
+        let second = app.handle(event("rest-get-tokens-order.json")).await;
+        let other = app.handle(event("rest-get-tokens-admin.json")).await;
+        assert_eq!(body(&first), body(&second));
+        assert_ne!(body(&first)["token"], body(&other)["token"]);
+        assert_eq!(app.initializer.minter.calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn wrong_method_is_405_with_allow() {
+        let r = app().handle(event("rest-post-tokens.json")).await;
+        assert_eq!(r.status(), 405);
+        assert_eq!(header(&r, "allow"), "GET, OPTIONS");
+        assert_common_headers(&r);
+        assert!(body(&r)["message"].is_string());
+    }
+
+    #[tokio::test]
+    async fn unknown_path_is_404_json() {
+        let r = app().handle(event("rest-unknown-path.json")).await;
+        assert_eq!(r.status(), 404);
+        assert_common_headers(&r);
+        assert!(body(&r)["message"].is_string());
+    }
+
+    #[tokio::test]
+    async fn missing_source_ip_is_400_json_and_nothing_is_minted() {
+        let app = app();
+        let r = app.handle(event("rest-missing-source-ip.json")).await;
+        assert_eq!(r.status(), 400);
+        assert_common_headers(&r);
+        assert_eq!(body(&r)["message"], "The request has no source IP");
+        assert_eq!(app.initializer.minter.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn unparsable_source_ip_is_400() {
+        let json = std::fs::read_to_string(format!(
+            "{}/events/http-get-tokens.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+        .replace(
+            "\"sourceIp\": \"2001:DB8:0:0:0:0:0:5\"",
+            "\"sourceIp\": \"not-an-ip\"",
+        );
+        let r = app()
+            .handle(lambda_http::request::from_str(&json).unwrap())
+            .await;
+        assert_eq!(r.status(), 400);
+        assert_eq!(
+            body(&r)["message"],
+            "The request's source IP is not a valid address"
+        );
+    }
+
+    #[tokio::test]
+    async fn options_is_a_cors_preflight() {
+        let r = app().handle(event("rest-options-tokens.json")).await;
+        assert_eq!(r.status(), 204);
+        assert_common_headers(&r);
+        assert_eq!(header(&r, "access-control-allow-methods"), "GET, OPTIONS");
+        assert!(!header(&r, "access-control-allow-headers").is_empty());
+        assert!(!header(&r, "access-control-max-age").is_empty());
+    }
+
+    #[tokio::test]
+    async fn failed_init_is_a_500_and_is_retried_then_kept() {
+        let app = App::new(
+            TestInit {
+                failures_left: AtomicU64::new(1),
+                ..TestInit::default()
+            },
+            "*",
+        );
+        let r = app.handle(event("rest-get-tokens-order.json")).await;
+        assert_eq!(r.status(), 500);
+        assert_common_headers(&r);
+        assert_eq!(
+            body(&r),
+            serde_json::json!({"message": "Something went wrong"})
+        );
+        assert!(!app.is_initialized());
+
+        assert_eq!(
+            app.handle(event("rest-get-tokens-order.json"))
+                .await
+                .status(),
+            200
+        );
+        assert_eq!(
+            app.handle(event("rest-get-tokens-admin.json"))
+                .await
+                .status(),
+            200
+        );
+        assert_eq!(app.initializer.attempts.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn rejected_requests_do_not_initialise() {
+        let app = app();
+        app.handle(event("rest-post-tokens.json")).await;
+        app.handle(event("rest-missing-source-ip.json")).await;
+        assert_eq!(app.initializer.attempts.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn mint_failure_is_an_opaque_500() {
+        let app = app();
+        app.initializer.minter.on_mint(Behaviour::Fail);
+        let r = app.handle(event("rest-get-tokens-order.json")).await;
+        assert_eq!(r.status(), 500);
+        assert_common_headers(&r);
+        assert_eq!(
+            body(&r),
+            serde_json::json!({"message": "Something went wrong"})
+        );
+    }
+
+    #[tokio::test]
+    async fn rate_limited_mint_is_503_with_retry_after() {
+        let app = app();
+        app.initializer.minter.on_mint(Behaviour::Throttle);
+        let r = app.handle(event("rest-get-tokens-order.json")).await;
+        assert_eq!(r.status(), 503);
+        assert_common_headers(&r);
+        assert_eq!(header(&r, "retry-after"), "1");
+    }
+
+    #[tokio::test]
+    async fn cache_failures_still_answer_200() {
+        let app = app();
+        app.initializer.cache.on_get(Behaviour::Fail);
+        app.initializer.cache.on_set(Behaviour::Fail);
+        let r = app.handle(event("rest-get-tokens-order.json")).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(body(&r)["token"], "minted-1");
+    }
+
+    #[tokio::test]
+    async fn configured_cors_origin_is_sent_on_success_and_errors() {
+        let app = App::new(TestInit::default(), "https://pizza.example.com");
+        for name in [
+            "rest-get-tokens-order.json",
+            "rest-post-tokens.json",
+            "rest-unknown-path.json",
+        ] {
+            let r = app.handle(event(name)).await;
+            assert_eq!(
+                header(&r, "access-control-allow-origin"),
+                "https://pizza.example.com",
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn misconfiguration_answers_an_opaque_500() {
+        let err = crate::config::ConfigError {
+            variable: "TOKEN_TTL_SECONDS",
+            reason: "must be a whole number of seconds".into(),
+        };
+        let r = misconfigured_response(&event("rest-get-tokens-order.json"), &err);
+        assert_eq!(r.status(), 500);
+        assert_common_headers(&r);
+        assert_eq!(
+            body(&r),
+            serde_json::json!({"message": "Something went wrong"})
+        );
+    }
+}

@@ -18,7 +18,7 @@ use momento::{AuthClient, CacheClient, CredentialProvider, MomentoError, Momento
 
 use crate::app::{InitError, Initializer};
 use crate::config::{Config, EndpointOverride, KeySource};
-use crate::secrets::{read_momento_key, MomentoKey};
+use crate::secrets::{client_from_env, read_momento_key, MomentoKey};
 use crate::vending::{CacheError, MintError, TokenCache, TokenMinter, VendedToken, Vendor};
 
 /// The cache side, on a Momento `CacheClient`.
@@ -184,7 +184,9 @@ impl Initializer for MomentoInit {
 
     async fn init(&self) -> Result<Vendor<MomentoCache, MomentoMinter>, InitError> {
         let key = match &self.config.key_source {
-            KeySource::SecretsManager { secret_id } => read_momento_key(secret_id).await?,
+            KeySource::SecretsManager { secret_id } => {
+                read_momento_key(&client_from_env().await, secret_id).await?
+            }
             KeySource::Direct { api_key, endpoint } => MomentoKey {
                 api_key: api_key.clone(),
                 endpoint: endpoint.clone(),

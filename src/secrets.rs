@@ -57,13 +57,19 @@ pub fn parse_secret(secret: &str) -> Result<MomentoKey, InitError> {
     })
 }
 
-/// Reads and parses the secret with the standard AWS configuration chain.
-pub async fn read_momento_key(secret_id: &str) -> Result<MomentoKey, InitError> {
-    let read = async {
-        let sdk_config = aws_config::load_from_env().await;
-        let client = aws_sdk_secretsmanager::Client::new(&sdk_config);
-        client.get_secret_value().secret_id(secret_id).send().await
-    };
+/// A Secrets Manager client from the standard AWS configuration chain
+/// (so `AWS_ENDPOINT_URL_SECRETS_MANAGER` and friends apply).
+pub async fn client_from_env() -> aws_sdk_secretsmanager::Client {
+    let sdk_config = aws_config::load_from_env().await;
+    aws_sdk_secretsmanager::Client::new(&sdk_config)
+}
+
+/// Reads and parses the secret.
+pub async fn read_momento_key(
+    client: &aws_sdk_secretsmanager::Client,
+    secret_id: &str,
+) -> Result<MomentoKey, InitError> {
+    let read = client.get_secret_value().secret_id(secret_id).send();
     let output = tokio::time::timeout(SECRET_READ_TIMEOUT, read)
         .await
         .map_err(|_| InitError(format!("reading secret {secret_id} timed out")))?

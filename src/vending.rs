@@ -278,3 +278,218 @@ fn still_fresh(cached: &str, now: u64) -> bool {
         .map(|t| !t.token.is_empty() && t.exp > now.saturating_add(REFRESH_MARGIN.as_secs()))
         .unwrap_or(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doubles::{Behaviour, CountingMinter, MemoryCache};
+    use std::sync::Arc;
+
+    const TOKEN_TTL: Duration = Duration::from_secs(3600);
+    const CACHE_TTL: Duration = Duration::from_secs(3300);
+
+    struct Rig {
+        cache: Arc<MemoryCache>,
+        minter: Arc<CountingMinter>,
+        vendor: Vendor<Arc<MemoryCache>, Arc<CountingMinter>>,
+    }
+
+    fn rig() -> Rig {
+        let cache = Arc::new(MemoryCache::new());
+        let minter = Arc::new(CountingMinter::new());
+        let vendor = Vendor::new(cache.clone(), minter.clone(), TOKEN_TTL, CACHE_TTL);
+        Rig {
+            cache,
+            minter,
+            vendor,
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn parse(body: &str) -> VendedToken {
+        serde_json::from_str(body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn miss_mints_a_token_and_caches_that_exact_body() {
+        let r = rig();
+        let before = now_epoch();
+        let vended = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        assert_eq!(vended.outcome, Outcome::Miss);
+        let token = parse(&vended.body);
+        assert_eq!(token.token, "minted-1");
+        assert!(token.exp >= before + 3600 && token.exp <= now_epoch() + 3600);
+        assert_eq!(r.minter.lifetimes(), vec![TOKEN_TTL]);
+        let (stored, ttl) = r.cache.entry("203.0.113.10-token").unwrap();
+        assert_eq!(stored, vended.body);
+        assert_eq!(ttl, CACHE_TTL);
+        let raw: serde_json::Value = serde_json::from_str(&vended.body).unwrap();
+        assert_eq!(
+            raw.as_object().unwrap().len(),
+            2,
+            "body is exactly {{token, exp}}"
+        );
+        assert!(raw["exp"].is_u64());
+    }
+
+    #[tokio::test]
+    async fn hit_returns_the_cached_body_unchanged_without_minting() {
+        let r = rig();
+        let cached = format!(
+            r#"{{"token": "cached-token", "exp": {}}}"#,
+            now_epoch() + 600
+        );
+        r.cache.insert("203.0.113.10-token", &cached);
+        let vended = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        assert_eq!(vended.outcome, Outcome::Hit);
+        assert_eq!(vended.body, cached, "byte for byte, spacing included");
+        assert_eq!(r.minter.calls(), 0);
+        assert_eq!(r.cache.sets(), 0);
+    }
+
+    #[tokio::test]
+    async fn same_ip_gets_the_same_token_and_different_ips_different_tokens() {
+        let r = rig();
+        let a1 = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        let a2 = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        let b = r.vendor.vend(ip("203.0.113.20")).await.unwrap();
+        assert_eq!(a1.body, a2.body);
+        assert_eq!(a2.outcome, Outcome::Hit);
+        assert_ne!(parse(&a1.body).token, parse(&b.body).token);
+        assert_eq!(r.minter.calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn ipv6_keys_use_the_canonical_form() {
+        let r = rig();
+        r.vendor.vend(ip("2001:DB8:0:0:0:0:0:5")).await.unwrap();
+        assert!(r.cache.entry("2001:db8::5-token").is_some());
+        assert_eq!(cache_key(ip("::ffff:10.0.0.1")), "::ffff:10.0.0.1-token");
+    }
+
+    #[tokio::test]
+    async fn corrupt_entries_are_misses_and_get_overwritten() {
+        for corrupt in [
+            "not json",
+            r#"{"token": "t"}"#,
+            r#"{"exp": 99999999999}"#,
+            r#"{"token": "", "exp": 99999999999}"#,
+            "[]",
+        ] {
+            let r = rig();
+            r.cache.insert("203.0.113.10-token", corrupt);
+            let vended = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+            assert_eq!(vended.outcome, Outcome::Miss, "{corrupt}");
+            assert_eq!(r.cache.entry("203.0.113.10-token").unwrap().0, vended.body);
+        }
+    }
+
+    #[tokio::test]
+    async fn entries_within_the_refresh_margin_are_replaced() {
+        let r = rig();
+        let now = 1_800_000_000;
+        r.cache.insert(
+            "203.0.113.10-token",
+            &format!(r#"{{"token":"old","exp":{}}}"#, now + 60),
+        );
+        let vended = r.vendor.vend_at(ip("203.0.113.10"), now).await.unwrap();
+        assert_eq!(vended.outcome, Outcome::Miss);
+        assert_ne!(parse(&vended.body).token, "old");
+
+        r.cache.insert(
+            "203.0.113.10-token",
+            &format!(r#"{{"token":"old","exp":{}}}"#, now + 61),
+        );
+        let vended = r.vendor.vend_at(ip("203.0.113.10"), now).await.unwrap();
+        assert_eq!(vended.outcome, Outcome::Hit);
+    }
+
+    #[tokio::test]
+    async fn a_failing_cache_get_still_vends_and_is_degraded() {
+        let r = rig();
+        r.cache.on_get(Behaviour::Fail);
+        let vended = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        assert_eq!(vended.outcome, Outcome::Degraded);
+        assert!(vended.cache_problem.unwrap().starts_with("get:"));
+        assert_eq!(parse(&vended.body).token, "minted-1");
+        assert_eq!(r.cache.sets(), 1, "the fresh token is still stored");
+    }
+
+    #[tokio::test]
+    async fn a_failing_cache_set_still_vends_and_is_degraded() {
+        let r = rig();
+        r.cache.on_set(Behaviour::Fail);
+        let vended = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        assert_eq!(vended.outcome, Outcome::Degraded);
+        assert!(vended.cache_problem.unwrap().starts_with("set:"));
+        assert_eq!(parse(&vended.body).token, "minted-1");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_cache_costs_at_most_the_cache_budget_in_total() {
+        let r = rig();
+        r.cache.on_get(Behaviour::Hang);
+        r.cache.on_set(Behaviour::Hang);
+        let started = Instant::now();
+        let vended = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        assert_eq!(vended.outcome, Outcome::Degraded);
+        assert_eq!(started.elapsed(), Bounds::default().cache_budget);
+        assert_eq!(r.cache.sets(), 0, "no budget left: the set is skipped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_get_leaves_the_rest_of_the_budget_to_the_set() {
+        let r = rig();
+        r.cache.on_set(Behaviour::Hang);
+        let started = Instant::now();
+        let vended = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        assert_eq!(vended.outcome, Outcome::Degraded);
+        assert!(started.elapsed() <= Bounds::default().cache_budget);
+        assert_eq!(r.cache.sets(), 1);
+    }
+
+    #[tokio::test]
+    async fn mint_failure_is_an_error_and_stores_nothing() {
+        let r = rig();
+        r.minter.on_mint(Behaviour::Fail);
+        assert!(matches!(
+            r.vendor.vend(ip("203.0.113.10")).await,
+            Err(MintError::Failed(_))
+        ));
+        assert_eq!(r.cache.sets(), 0);
+    }
+
+    #[tokio::test]
+    async fn rate_limited_mint_is_reported_as_such() {
+        let r = rig();
+        r.minter.on_mint(Behaviour::Throttle);
+        assert_eq!(
+            r.vendor.vend(ip("203.0.113.10")).await,
+            Err(MintError::RateLimited)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_minter_times_out_after_the_mint_bound() {
+        let r = rig();
+        r.minter.on_mint(Behaviour::Hang);
+        let started = Instant::now();
+        assert_eq!(
+            r.vendor.vend(ip("203.0.113.10")).await,
+            Err(MintError::Timeout)
+        );
+        assert_eq!(started.elapsed(), Bounds::default().mint_timeout);
+    }
+
+    #[test]
+    fn debug_of_a_vended_token_hides_the_token() {
+        let t = VendedToken {
+            token: "sekrit".into(),
+            exp: 1,
+        };
+        assert!(!format!("{t:?}").contains("sekrit"));
+    }
+}
