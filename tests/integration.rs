@@ -1,0 +1,340 @@
+//! Integration tier: the real Momento SDK clients (through our adapters) against
+//! the loopback Momento gRPC stand-in, and the real `aws-sdk-secretsmanager`
+//! client against the loopback Secrets Manager.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use momento_protos::permission_messages::{
+    permissions, permissions_type, ExplicitPermissions, Permissions, PermissionsType, TopicRole,
+};
+use momento_standin::{v1_api_key, Fault, MomentoStandin, Op, Recorded, SecretsStandin};
+use token_vending_machine::config::Config;
+use token_vending_machine::momento::{build_vendor, MomentoCache, MomentoMinter};
+use token_vending_machine::secrets::{read_momento_key, MomentoKey};
+use token_vending_machine::vending::{now_epoch, MintError, Outcome, VendedToken, Vendor};
+
+const SECRET: &str = "integration-secret-key";
+
+fn config(standin: &MomentoStandin, extra: &[(&str, &str)]) -> Config {
+    let url = standin.url();
+    let key = v1_api_key(SECRET, "momento.localhost");
+    let mut vars: Vec<(String, String)> = vec![
+        ("MOMENTO_API_KEY".into(), key),
+        ("MOMENTO_ENDPOINT_OVERRIDE".into(), url),
+    ];
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        .unwrap()
+}
+
+fn vendor_with_key(
+    standin: &MomentoStandin,
+    key: &str,
+    extra: &[(&str, &str)],
+) -> Vendor<MomentoCache, MomentoMinter> {
+    let key = MomentoKey {
+        api_key: key.to_string(),
+        endpoint: None,
+    };
+    build_vendor(&config(standin, extra), &key).unwrap()
+}
+
+fn vendor(standin: &MomentoStandin) -> Vendor<MomentoCache, MomentoMinter> {
+    vendor_with_key(standin, &v1_api_key(SECRET, "momento.localhost"), &[])
+}
+
+async fn standin() -> MomentoStandin {
+    MomentoStandin::start(SECRET).await.unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// The exact scope the function must ask for: one permission, subscribe-only, all topics of `cache`.
+fn expected_scope(cache: &str) -> Permissions {
+    use permissions_type::{topic_permissions, CacheSelector, TopicPermissions};
+    Permissions {
+        kind: Some(permissions::Kind::Explicit(ExplicitPermissions {
+            permissions: vec![PermissionsType {
+                kind: Some(permissions_type::Kind::TopicPermissions(TopicPermissions {
+                    role: TopicRole::TopicReadOnly as i32,
+                    cache: Some(topic_permissions::Cache::CacheSelector(CacheSelector {
+                        kind: Some(permissions_type::cache_selector::Kind::CacheName(
+                            cache.to_string(),
+                        )),
+                    })),
+                    topic: Some(topic_permissions::Topic::AllTopics(
+                        permissions_type::All {},
+                    )),
+                })),
+            }],
+        })),
+    }
+}
+
+#[tokio::test]
+async fn miss_mints_the_exact_scope_and_caches_with_the_exact_key_and_ttl() {
+    let standin = standin().await;
+    let vendor = vendor(&standin);
+    let before = now_epoch();
+    let vended = vendor.vend(ip("203.0.113.10")).await.unwrap();
+    assert_eq!(vended.outcome, Outcome::Miss);
+    let token: VendedToken = serde_json::from_str(&vended.body).unwrap();
+
+    let recorded = standin.recorded();
+    assert_eq!(recorded.len(), 3, "{recorded:?}");
+    assert_eq!(
+        recorded[0],
+        Recorded::Get {
+            cache: "pizza".into(),
+            key: b"203.0.113.10-token".to_vec()
+        }
+    );
+    assert_eq!(
+        recorded[1],
+        Recorded::Mint {
+            valid_for_seconds: Some(3600),
+            permissions: Some(expected_scope("pizza")),
+            token_id: String::new(),
+        }
+    );
+    assert_eq!(
+        recorded[2],
+        Recorded::Set {
+            cache: "pizza".into(),
+            key: b"203.0.113.10-token".to_vec(),
+            value: vended.body.clone().into_bytes(),
+            ttl_milliseconds: 3_300_000,
+        }
+    );
+
+    // The token is the SDK's auth token string for the disposable key the service issued.
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(&token.token)
+        .unwrap();
+    let inner: serde_json::Value = serde_json::from_slice(&decoded).unwrap();
+    assert_eq!(inner["endpoint"], "standin.momento.localhost");
+    assert!(inner["api_key"]
+        .as_str()
+        .unwrap()
+        .starts_with("standin-disposable-1-"));
+    assert!(token.exp >= before + 3600 && token.exp <= now_epoch() + 3600);
+}
+
+#[tokio::test]
+async fn second_vend_is_a_hit_served_from_the_real_cache() {
+    let standin = standin().await;
+    let vendor = vendor(&standin);
+    let first = vendor.vend(ip("203.0.113.10")).await.unwrap();
+    let second = vendor.vend(ip("203.0.113.10")).await.unwrap();
+    assert_eq!(second.outcome, Outcome::Hit);
+    assert_eq!(first.body, second.body);
+    assert_eq!(standin.count(Op::Mint), 1);
+    let other = vendor.vend(ip("2001:db8::7")).await.unwrap();
+    assert_ne!(other.body, first.body);
+    assert!(standin.item("pizza", "2001:db8::7-token").is_some());
+}
+
+#[tokio::test]
+async fn configured_cache_name_and_ttls_reach_the_wire() {
+    let standin = standin().await;
+    let vendor = vendor_with_key(
+        &standin,
+        &v1_api_key(SECRET, "momento.localhost"),
+        &[
+            ("CACHE_NAME", "orders"),
+            ("TOKEN_TTL_SECONDS", "900"),
+            ("CACHE_TTL_SECONDS", "600"),
+        ],
+    );
+    vendor.vend(ip("203.0.113.10")).await.unwrap();
+    let recorded = standin.recorded();
+    assert!(matches!(&recorded[0], Recorded::Get { cache, .. } if cache == "orders"));
+    assert!(
+        matches!(&recorded[1], Recorded::Mint { valid_for_seconds: Some(900), permissions: Some(p), .. } if *p == expected_scope("orders"))
+    );
+    assert!(
+        matches!(&recorded[2], Recorded::Set { cache, ttl_milliseconds: 600_000, .. } if cache == "orders")
+    );
+}
+
+#[tokio::test]
+async fn corrupt_cache_entries_are_overwritten() {
+    let standin = standin().await;
+    standin.put_item(
+        "pizza",
+        "203.0.113.10-token",
+        b"{not json",
+        Duration::from_secs(60),
+    );
+    let vendor = vendor(&standin);
+    let vended = vendor.vend(ip("203.0.113.10")).await.unwrap();
+    assert_eq!(vended.outcome, Outcome::Miss);
+    assert_eq!(
+        standin.item("pizza", "203.0.113.10-token").unwrap(),
+        vended.body.into_bytes()
+    );
+}
+
+#[tokio::test]
+async fn the_api_key_travels_in_the_authorization_header() {
+    let standin = standin().await;
+    let vendor = vendor_with_key(
+        &standin,
+        &v1_api_key("some-other-key", "momento.localhost"),
+        &[],
+    );
+    let result = vendor.vend(ip("203.0.113.10")).await;
+    assert!(matches!(result, Err(MintError::Failed(_))), "{result:?}");
+    let recorded = standin.recorded();
+    assert!(!recorded.is_empty());
+    assert!(
+        recorded
+            .iter()
+            .all(|r| matches!(r, Recorded::Unauthenticated { .. })),
+        "{recorded:?}"
+    );
+}
+
+#[tokio::test]
+async fn failing_cache_still_vends_degraded() {
+    let standin = standin().await;
+    standin.inject(Op::Get, Fault::Status(tonic::Code::Unavailable));
+    standin.inject(Op::Set, Fault::Status(tonic::Code::Internal));
+    let vended = vendor(&standin).vend(ip("203.0.113.10")).await.unwrap();
+    assert_eq!(vended.outcome, Outcome::Degraded);
+    assert_eq!(standin.count(Op::Mint), 1);
+    assert_eq!(standin.count(Op::Set), 1);
+}
+
+#[tokio::test]
+async fn a_hung_cache_delays_the_answer_by_about_a_second_at_most() {
+    let standin = standin().await;
+    standin.inject(Op::Get, Fault::Hang);
+    standin.inject(Op::Set, Fault::Hang);
+    let vendor = vendor(&standin);
+    let started = Instant::now();
+    let vended = vendor.vend(ip("203.0.113.10")).await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(vended.outcome, Outcome::Degraded);
+    assert!(elapsed < Duration::from_millis(1200), "took {elapsed:?}");
+}
+
+#[tokio::test]
+async fn throttled_mint_is_rate_limited() {
+    let standin = standin().await;
+    standin.inject(Op::Mint, Fault::Status(tonic::Code::ResourceExhausted));
+    assert_eq!(
+        vendor(&standin).vend(ip("203.0.113.10")).await,
+        Err(MintError::RateLimited)
+    );
+}
+
+#[tokio::test]
+async fn failed_mint_is_an_error_and_nothing_is_cached() {
+    let standin = standin().await;
+    standin.inject(Op::Mint, Fault::Status(tonic::Code::Internal));
+    let result = vendor(&standin).vend(ip("203.0.113.10")).await;
+    assert!(matches!(result, Err(MintError::Failed(_))), "{result:?}");
+    assert_eq!(standin.count(Op::Set), 0);
+}
+
+#[tokio::test]
+async fn a_hung_token_service_fails_after_the_mint_bound() {
+    let standin = standin().await;
+    standin.inject(Op::Mint, Fault::Hang);
+    let started = Instant::now();
+    let result = vendor(&standin).vend(ip("203.0.113.10")).await;
+    let elapsed = started.elapsed();
+    assert_eq!(result, Err(MintError::Timeout));
+    assert!(
+        elapsed >= Duration::from_secs(5) && elapsed < Duration::from_secs(6),
+        "took {elapsed:?}"
+    );
+}
+
+fn secrets_client(url: &str) -> aws_sdk_secretsmanager::Client {
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "AKIDEXAMPLE",
+            "example-secret",
+            None,
+            None,
+            "test",
+        ))
+        .endpoint_url(url)
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(config)
+}
+
+#[tokio::test]
+async fn the_secret_is_read_with_the_real_sdk_and_drives_real_clients() {
+    let secrets = SecretsStandin::start().await.unwrap();
+    let standin = standin().await;
+    let api_key = v1_api_key(SECRET, "momento.localhost");
+    secrets.put(
+        "momento-secret",
+        &serde_json::json!({ "momento": api_key }).to_string(),
+    );
+    let client = secrets_client(&secrets.url());
+
+    let key = read_momento_key(&client, "momento-secret").await.unwrap();
+    assert_eq!(key.api_key, api_key);
+    assert_eq!(secrets.reads(), 1);
+    let vendor = build_vendor(&config(&standin, &[]), &key).unwrap();
+    assert_eq!(
+        vendor.vend(ip("203.0.113.10")).await.unwrap().outcome,
+        Outcome::Miss
+    );
+}
+
+#[tokio::test]
+async fn secret_failures_are_errors_that_do_not_echo_the_secret() {
+    let secrets = SecretsStandin::start().await.unwrap();
+    let client = secrets_client(&secrets.url());
+
+    let missing = read_momento_key(&client, "absent").await.unwrap_err();
+    assert!(missing.0.contains("absent"), "{missing}");
+
+    secrets.put("malformed", "momento=sekrit-value");
+    let malformed = read_momento_key(&client, "malformed").await.unwrap_err();
+    assert!(!malformed.0.contains("sekrit"), "{malformed}");
+
+    secrets.put("good", r#"{"momento": "sekrit-value"}"#);
+    secrets.set_failing(true);
+    assert!(read_momento_key(&client, "good").await.is_err());
+    secrets.set_failing(false);
+    assert_eq!(
+        read_momento_key(&client, "good").await.unwrap().api_key,
+        "sekrit-value"
+    );
+}
+
+#[tokio::test]
+async fn v2_api_keys_need_an_endpoint() {
+    let standin = standin().await;
+    // A v2 key is a JWT whose claims carry "t": "g".
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"t":"g","id":"x"}"#);
+    let v2 = format!("eyJhbGciOiJIUzI1NiJ9.{claims}.c2lnbmF0dXJl");
+    let cfg = config(&standin, &[]);
+    let without = MomentoKey {
+        api_key: v2.clone(),
+        endpoint: None,
+    };
+    let err = build_vendor(&cfg, &without)
+        .err()
+        .expect("a v2 key without endpoint is refused");
+    assert!(err.0.contains("endpoint"), "{err}");
+    assert!(!err.0.contains(&v2));
+    let with = MomentoKey {
+        api_key: v2,
+        endpoint: Some("cell-1.momento.localhost".into()),
+    };
+    assert!(build_vendor(&cfg, &with).is_ok());
+}
