@@ -7,10 +7,12 @@
 //!
 //! Not a Momento or AWS emulator: anything outside those calls is refused.
 
+pub mod harness;
 pub mod momento;
 pub mod runtime;
 pub mod secrets;
 
+pub use harness::{FunctionUnderTest, HttpAnswer};
 pub use momento::{v1_api_key, Fault, MomentoStandin, Op, Recorded};
 pub use runtime::{Answer, RuntimeApi};
 pub use secrets::SecretsStandin;

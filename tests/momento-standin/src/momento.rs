@@ -66,12 +66,15 @@ pub enum Recorded {
     },
 }
 
+/// (cache name, key) to (value, expiry).
+type Items = HashMap<(String, Vec<u8>), (Vec<u8>, Instant)>;
+
 #[derive(Default)]
 struct State {
     api_key: String,
     token_endpoint: String,
     recorded: Mutex<Vec<Recorded>>,
-    items: Mutex<HashMap<(String, Vec<u8>), (Vec<u8>, Instant)>>,
+    items: Mutex<Items>,
     faults: Mutex<HashMap<Op, Fault>>,
     minted: AtomicU64,
 }

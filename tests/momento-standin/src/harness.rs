@@ -1,0 +1,201 @@
+//! Starts the real function binary under the loopback Runtime API, with the
+//! Momento and Secrets Manager stand-ins, the way Lambda would run it.
+//!
+//! Used by the process tests, the event checks and the process benchmark.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::{v1_api_key, Answer, MomentoStandin, RuntimeApi, SecretsStandin};
+
+/// The Secrets Manager secret the function is pointed at.
+pub const SECRET_NAME: &str = "tvm/momento";
+/// The secret inside the v1 API key the stand-in accepts.
+pub const MOMENTO_SECRET: &str = "e2e-momento-secret-9f8e7d";
+
+/// One function process and its stand-ins; the process is killed on drop.
+pub struct FunctionUnderTest {
+    pub momento: MomentoStandin,
+    pub secrets: SecretsStandin,
+    pub runtime: RuntimeApi,
+    /// The v1 API key stored in the secret.
+    pub api_key: String,
+    child: Child,
+    logs: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+fn drain(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(&buf[..n]);
+        }
+    })
+}
+
+impl FunctionUnderTest {
+    /// Starts the stand-ins, stores the secret, and spawns `binary` with the
+    /// Lambda environment plus `env` (later entries win).
+    pub async fn start(binary: &Path, env: &[(&str, &str)]) -> std::io::Result<Self> {
+        let momento = MomentoStandin::start(MOMENTO_SECRET).await?;
+        let secrets = SecretsStandin::start().await?;
+        let runtime = RuntimeApi::start().await?;
+        let api_key = v1_api_key(MOMENTO_SECRET, "momento.localhost");
+        secrets.put(
+            SECRET_NAME,
+            &serde_json::json!({ "momento": api_key }).to_string(),
+        );
+
+        let runtime_api = runtime.host_port();
+        let secrets_url = secrets.url();
+        let momento_url = momento.url();
+        let mut command = Command::new(binary);
+        command
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
+            .env("AWS_LAMBDA_FUNCTION_NAME", "token-vending-machine")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_FORMAT", "json")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "example-secret-access-key")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/aws-credentials",
+            )
+            .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &secrets_url)
+            .env("SECRET_ID", SECRET_NAME)
+            .env("MOMENTO_ENDPOINT_OVERRIDE", &momento_url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn()?;
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            readers.push(drain(out, logs.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            readers.push(drain(err, logs.clone()));
+        }
+        Ok(FunctionUnderTest {
+            momento,
+            secrets,
+            runtime,
+            api_key,
+            child,
+            logs,
+            readers,
+        })
+    }
+
+    /// Invokes the function with one JSON event.
+    pub async fn invoke(&self, event: &serde_json::Value) -> Answer {
+        match self.runtime.invoke(event).await {
+            Ok(answer) => answer,
+            Err(_) => Answer::Error(serde_json::json!({ "harness": "no answer within 15 s" })),
+        }
+    }
+
+    /// Invokes the function with the JSON event in `path`.
+    pub async fn invoke_file(&self, path: &Path) -> Answer {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let event = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        self.invoke(&event).await
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The process id (for RSS readings).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the process and returns everything it wrote to stdout and stderr.
+    pub fn finish(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        String::from_utf8_lossy(&logs).into_owned()
+    }
+}
+
+impl Drop for FunctionUnderTest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An API Gateway proxy response as the function returns it (v1 and v2 share these fields).
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: serde_json::Map<String, serde_json::Value>,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// Reads a Runtime API answer as an HTTP response; `None` for invocation errors.
+    pub fn from_answer(answer: &Answer) -> Option<HttpAnswer> {
+        let Answer::Response(v) = answer else {
+            return None;
+        };
+        // REST (v1) answers may carry headers in `multiValueHeaders` only;
+        // API Gateway merges the two maps, and so do we.
+        let mut headers = serde_json::Map::new();
+        if let Some(multi) = v.get("multiValueHeaders").and_then(|h| h.as_object()) {
+            for (name, values) in multi {
+                if let Some(first) = values.as_array().and_then(|a| a.first()) {
+                    headers.insert(name.to_ascii_lowercase(), first.clone());
+                }
+            }
+        }
+        if let Some(single) = v.get("headers").and_then(|h| h.as_object()) {
+            for (name, value) in single {
+                headers.insert(name.to_ascii_lowercase(), value.clone());
+            }
+        }
+        Some(HttpAnswer {
+            status: v.get("statusCode")?.as_u64()? as u16,
+            headers,
+            body: v
+                .get("body")
+                .and_then(|b| b.as_str())
+                .unwrap_or("")
+                .to_string(),
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}

@@ -1,0 +1,335 @@
+//! Process tier: the real binary under a loopback Lambda Runtime API, with the
+//! Momento gRPC and Secrets Manager stand-ins, fed the API Gateway events in
+//! `events/` (the same files users pass to `cargo lambda invoke`).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use momento_standin::{Answer, Fault, FunctionUnderTest, HttpAnswer, Op, Recorded};
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_token-vending-machine"))
+}
+
+fn event(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("events")
+        .join(name)
+}
+
+async fn start(env: &[(&str, &str)]) -> FunctionUnderTest {
+    FunctionUnderTest::start(binary(), env)
+        .await
+        .expect("function starts")
+}
+
+async fn call(f: &FunctionUnderTest, name: &str) -> HttpAnswer {
+    let answer = f.invoke_file(&event(name)).await;
+    HttpAnswer::from_answer(&answer)
+        .unwrap_or_else(|| panic!("{name}: not an HTTP answer: {answer:?}"))
+}
+
+fn assert_common_headers(a: &HttpAnswer) {
+    assert_eq!(a.header("access-control-allow-origin"), Some("*"), "{a:?}");
+    assert_eq!(a.header("content-type"), Some("application/json"), "{a:?}");
+    assert_eq!(a.header("cache-control"), Some("no-store"), "{a:?}");
+}
+
+/// The JSON log lines with a `status` field: one per request.
+fn request_lines(logs: &str) -> Vec<serde_json::Value> {
+    logs.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["status"].is_u64())
+        .collect()
+}
+
+fn outcomes(logs: &str) -> Vec<String> {
+    request_lines(logs)
+        .iter()
+        .map(|v| v["fields"]["outcome"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Everything that must never reach a log: the key, its inner secret, and every vended token.
+fn assert_no_secrets_in(logs: &str, f_api_key: &str, tokens: &[String]) {
+    assert!(!logs.contains(f_api_key), "the API key was logged");
+    assert!(
+        !logs.contains(momento_standin::harness::MOMENTO_SECRET),
+        "the key's secret was logged"
+    );
+    assert!(
+        !logs.contains("standin-disposable-"),
+        "a disposable key was logged"
+    );
+    for t in tokens {
+        assert!(!logs.contains(t.as_str()), "a vended token was logged");
+    }
+}
+
+#[tokio::test]
+async fn cold_then_warm_per_caller_tokens_secret_read_once() {
+    let f = start(&[]).await;
+
+    let cold = call(&f, "rest-get-tokens-order.json").await;
+    assert_eq!(cold.status, 200, "{cold:?}");
+    assert_common_headers(&cold);
+    let token = cold.json();
+    assert!(token["token"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(token["exp"].as_u64().unwrap() > token_vending_machine::vending::now_epoch() + 3500);
+    assert_eq!(f.secrets.reads(), 1);
+
+    // Delete the secret: a warm container must not need it again.
+    f.secrets.delete(momento_standin::harness::SECRET_NAME);
+
+    let warm = call(&f, "rest-get-tokens-order.json").await;
+    assert_eq!(warm.status, 200);
+    assert_eq!(warm.body, cold.body, "same caller, same token");
+
+    let admin = call(&f, "rest-get-tokens-admin.json").await;
+    assert_eq!(admin.status, 200);
+    assert_ne!(
+        admin.json()["token"],
+        token["token"],
+        "different caller, different token"
+    );
+
+    let v2 = call(&f, "http-get-tokens.json").await;
+    assert_eq!(v2.status, 200);
+    assert_common_headers(&v2);
+    assert_eq!(
+        f.secrets.reads(),
+        1,
+        "the secret is read once per container"
+    );
+    assert_eq!(f.momento.count(Op::Mint), 3);
+
+    // X-Forwarded-For in the order event names 198.51.100.99; only context IPs became keys.
+    let keys: Vec<String> = f
+        .momento
+        .recorded()
+        .iter()
+        .filter_map(|r| match r {
+            Recorded::Get { key, .. } => Some(String::from_utf8_lossy(key).into_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "203.0.113.10-token",
+            "203.0.113.10-token",
+            "203.0.113.20-token",
+            "2001:db8::5-token"
+        ]
+    );
+
+    let api_key = f.api_key.clone();
+    let tokens = vec![
+        token["token"].as_str().unwrap().to_string(),
+        admin.json()["token"].as_str().unwrap().to_string(),
+        v2.json()["token"].as_str().unwrap().to_string(),
+    ];
+    let logs = f.finish();
+    assert_eq!(outcomes(&logs), ["miss", "hit", "miss", "miss"]);
+    for line in request_lines(&logs) {
+        assert!(line["fields"]["latency_ms"].is_f64(), "{line}");
+    }
+    assert_no_secrets_in(&logs, &api_key, &tokens);
+}
+
+#[tokio::test]
+async fn bad_requests_get_json_errors_and_the_process_keeps_serving() {
+    let f = start(&[]).await;
+
+    let post = call(&f, "rest-post-tokens.json").await;
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET, OPTIONS"));
+    assert_common_headers(&post);
+
+    let unknown = call(&f, "rest-unknown-path.json").await;
+    assert_eq!(unknown.status, 404);
+    assert_common_headers(&unknown);
+
+    let no_ip = call(&f, "rest-missing-source-ip.json").await;
+    assert_eq!(no_ip.status, 400);
+    assert_common_headers(&no_ip);
+    assert!(no_ip.json()["message"].is_string());
+
+    let preflight = call(&f, "rest-options-tokens.json").await;
+    assert_eq!(preflight.status, 204);
+    assert_eq!(
+        preflight.header("access-control-allow-methods"),
+        Some("GET, OPTIONS")
+    );
+
+    let not_http = f.invoke_file(&event("scheduled-event.json")).await;
+    assert!(matches!(not_http, Answer::Error(_)), "{not_http:?}");
+    let garbage = f
+        .runtime
+        .invoke_raw(b"{ this is not json".to_vec(), Duration::from_secs(15))
+        .await
+        .expect("an answer");
+    assert!(matches!(garbage, Answer::Error(_)), "{garbage:?}");
+
+    let after = call(&f, "rest-get-tokens-order.json").await;
+    assert_eq!(after.status, 200, "still serving after bad events");
+    assert_eq!(
+        f.momento.count(Op::Mint),
+        1,
+        "no token for rejected requests"
+    );
+
+    let logs = f.finish();
+    assert_eq!(
+        outcomes(&logs),
+        ["rejected", "rejected", "rejected", "preflight", "miss"]
+    );
+    assert!(!logs.contains("panicked"), "{logs}");
+}
+
+#[tokio::test]
+async fn a_failed_init_is_retried_on_the_next_request() {
+    let f = start(&[]).await;
+    f.secrets.set_failing(true);
+    let first = call(&f, "rest-get-tokens-order.json").await;
+    assert_eq!(first.status, 500);
+    assert_common_headers(&first);
+    assert_eq!(
+        first.json(),
+        serde_json::json!({"message": "Something went wrong"})
+    );
+
+    // The SDK retries a 500 itself before the init gives up.
+    let failed_reads = f.secrets.reads();
+    assert!(failed_reads >= 1);
+
+    f.secrets.set_failing(false);
+    let second = call(&f, "rest-get-tokens-order.json").await;
+    assert_eq!(second.status, 200);
+    assert_eq!(f.secrets.reads(), failed_reads + 1);
+    let third = call(&f, "rest-get-tokens-order.json").await;
+    assert_eq!(third.status, 200);
+    assert_eq!(
+        f.secrets.reads(),
+        failed_reads + 1,
+        "read exactly once per successful init"
+    );
+
+    let logs = f.finish();
+    assert_eq!(outcomes(&logs), ["error", "miss", "hit"]);
+    let error_line = &request_lines(&logs)[0];
+    assert!(error_line["fields"]["cause"]
+        .as_str()
+        .unwrap()
+        .contains("initialisation failed"));
+}
+
+#[tokio::test]
+async fn a_malformed_secret_is_a_500_and_does_not_leak() {
+    let f = start(&[]).await;
+    f.secrets.put(
+        momento_standin::harness::SECRET_NAME,
+        "momento: sekrit-not-json",
+    );
+    let answer = call(&f, "rest-get-tokens-order.json").await;
+    assert_eq!(answer.status, 500);
+    assert_eq!(
+        answer.json(),
+        serde_json::json!({"message": "Something went wrong"})
+    );
+    let logs = f.finish();
+    assert!(!logs.contains("sekrit"));
+}
+
+#[tokio::test]
+async fn momento_faults_map_to_the_documented_answers() {
+    let f = start(&[]).await;
+
+    f.momento
+        .inject(Op::Mint, Fault::Status(tonic::Code::ResourceExhausted));
+    let throttled = call(&f, "rest-get-tokens-order.json").await;
+    assert_eq!(throttled.status, 503);
+    assert_eq!(throttled.header("retry-after"), Some("1"));
+    assert_common_headers(&throttled);
+
+    f.momento
+        .inject(Op::Mint, Fault::Status(tonic::Code::Internal));
+    let failed = call(&f, "rest-get-tokens-order.json").await;
+    assert_eq!(failed.status, 500);
+    assert_eq!(
+        failed.json(),
+        serde_json::json!({"message": "Something went wrong"})
+    );
+    assert!(
+        !failed.body.contains("injected"),
+        "no SDK error text reaches the caller"
+    );
+    f.momento.heal(Op::Mint);
+
+    f.momento.inject(Op::Get, Fault::Hang);
+    f.momento.inject(Op::Set, Fault::Hang);
+    let started = Instant::now();
+    let degraded = call(&f, "rest-get-tokens-order.json").await;
+    let hung_cache = started.elapsed();
+    assert_eq!(degraded.status, 200);
+    assert!(
+        hung_cache < Duration::from_millis(1500),
+        "hung cache cost {hung_cache:?}"
+    );
+    f.momento.heal(Op::Get);
+    f.momento.heal(Op::Set);
+
+    f.momento
+        .inject(Op::Get, Fault::Status(tonic::Code::Unavailable));
+    let get_failed = call(&f, "rest-get-tokens-admin.json").await;
+    assert_eq!(get_failed.status, 200);
+    f.momento.heal(Op::Get);
+
+    f.momento.inject(Op::Mint, Fault::Hang);
+    let started = Instant::now();
+    let hung_mint = call(&f, "http-get-tokens.json").await;
+    let hung_mint_took = started.elapsed();
+    assert_eq!(hung_mint.status, 500);
+    assert!(
+        hung_mint_took < Duration::from_millis(5500),
+        "hung mint cost {hung_mint_took:?}"
+    );
+
+    let logs = f.finish();
+    assert_eq!(
+        outcomes(&logs),
+        ["error", "error", "degraded", "degraded", "error"]
+    );
+}
+
+#[tokio::test]
+async fn bad_configuration_is_logged_by_name_and_answered_with_500s() {
+    let f = start(&[("TOKEN_TTL_SECONDS", "one hour")]).await;
+    for _ in 0..2 {
+        let answer = call(&f, "rest-get-tokens-order.json").await;
+        assert_eq!(answer.status, 500);
+        assert_common_headers(&answer);
+        assert_eq!(
+            answer.json(),
+            serde_json::json!({"message": "Something went wrong"})
+        );
+    }
+    assert_eq!(f.secrets.reads(), 0);
+    let logs = f.finish();
+    assert!(logs.contains("TOKEN_TTL_SECONDS"), "{logs}");
+    assert_eq!(outcomes(&logs), ["error", "error"]);
+}
+
+#[tokio::test]
+async fn a_direct_key_works_without_secrets_manager() {
+    let api_key = momento_standin::v1_api_key(
+        momento_standin::harness::MOMENTO_SECRET,
+        "momento.localhost",
+    );
+    let f = start(&[("SECRET_ID", ""), ("MOMENTO_API_KEY", &api_key)]).await;
+    let answer = call(&f, "http-get-tokens.json").await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(f.secrets.reads(), 0);
+    let logs = f.finish();
+    assert!(!logs.contains(&api_key));
+}
