@@ -131,7 +131,10 @@ pub fn error_response(
     match status {
         StatusCode::METHOD_NOT_ALLOWED => builder = builder.header(header::ALLOW, ALLOWED_METHODS),
         StatusCode::SERVICE_UNAVAILABLE => {
-            builder = builder.header(header::RETRY_AFTER, RETRY_AFTER_SECONDS)
+            // Exposed so that browser code can honour it cross-origin.
+            builder = builder
+                .header(header::RETRY_AFTER, RETRY_AFTER_SECONDS)
+                .header(header::ACCESS_CONTROL_EXPOSE_HEADERS, "Retry-After")
         }
         _ => {}
     }

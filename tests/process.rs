@@ -333,3 +333,36 @@ async fn a_direct_key_works_without_secrets_manager() {
     let logs = f.finish();
     assert!(!logs.contains(&api_key));
 }
+
+#[tokio::test]
+async fn every_sample_event_gets_its_expected_status() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("events");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    files.sort();
+    // The status each sample event must get (null: an invocation error); shared with the
+    // `cargo lambda invoke` checks of the browser test.
+    let expectations: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/event-expectations.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut listed: Vec<String> = expectations.keys().cloned().collect();
+    listed.sort();
+    assert_eq!(
+        files, listed,
+        "events/ and tests/event-expectations.json disagree"
+    );
+
+    let f = start(&[]).await;
+    for (name, expected) in &expectations {
+        let answer = f.invoke_file(&event(name)).await;
+        let status = HttpAnswer::from_answer(&answer).map(|a| u64::from(a.status));
+        assert_eq!(status, expected.as_u64(), "{name}: {answer:?}");
+    }
+}

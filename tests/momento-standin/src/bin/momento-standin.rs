@@ -1,42 +1,103 @@
-//! Runs the loopback Momento stand-in for local development (`make dev`).
+//! Runs the loopback Momento stand-in for local development (`make dev`) and
+//! the browser test.
 //!
-//! Usage: `momento-standin [--port N] [--api-key SECRET]`. Prints the v1 API
-//! key that the function should use, then serves until interrupted.
+//! Usage: `momento-standin [--port N] [--api-key SECRET] [--control-port N]`.
+//! Prints the v1 API key the function should use, then serves until
+//! interrupted. With `--control-port`, `PUT /faults/{get|set|mint}` with a
+//! body of `internal`, `unavailable`, `resource_exhausted`, `hang` or `none`
+//! makes that operation misbehave (for error-path demos and tests).
 
-use momento_standin::{v1_api_key, MomentoStandin};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
-#[tokio::main]
-async fn main() {
-    let mut port: u16 = 9090;
-    let mut api_key = "local-dev-key".to_string();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--port", Some(v)) => match v.parse() {
-                Ok(p) => port = p,
-                Err(_) => fail(&format!("--port: not a port number: {v}")),
-            },
-            ("--api-key", Some(v)) => api_key = v,
-            _ => fail("usage: momento-standin [--port N] [--api-key SECRET]"),
-        }
-    }
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let standin = match MomentoStandin::start_on(addr, &api_key).await {
-        Ok(s) => s,
-        Err(e) => fail(&format!(
-            "cannot listen on {addr}: {e} (is the port in use? pick another with --port)"
-        )),
-    };
-    println!("momento-standin listening on {}", standin.url());
-    println!(
-        "MOMENTO_API_KEY={}",
-        v1_api_key(&api_key, "momento.localhost")
-    );
-    println!("MOMENTO_ENDPOINT_OVERRIDE={}", standin.url());
-    let _ = tokio::signal::ctrl_c().await;
-}
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::put;
+use axum::Router;
+use momento_standin::{v1_api_key, Fault, MomentoStandin, Op};
 
 fn fail(message: &str) -> ! {
     eprintln!("momento-standin: {message}");
     std::process::exit(2);
+}
+
+async fn set_fault(
+    State(standin): State<Arc<MomentoStandin>>,
+    Path(op): Path<String>,
+    body: String,
+) -> StatusCode {
+    let op = match op.as_str() {
+        "get" => Op::Get,
+        "set" => Op::Set,
+        "mint" => Op::Mint,
+        _ => return StatusCode::NOT_FOUND,
+    };
+    let fault = match body.trim() {
+        "none" => {
+            standin.heal(op);
+            return StatusCode::NO_CONTENT;
+        }
+        "internal" => Fault::Status(tonic::Code::Internal),
+        "unavailable" => Fault::Status(tonic::Code::Unavailable),
+        "resource_exhausted" => Fault::Status(tonic::Code::ResourceExhausted),
+        "hang" => Fault::Hang,
+        _ => return StatusCode::BAD_REQUEST,
+    };
+    standin.inject(op, fault);
+    StatusCode::NO_CONTENT
+}
+
+#[tokio::main]
+async fn main() {
+    let mut port: u16 = 9090;
+    let mut control_port: Option<u16> = None;
+    let mut api_key = "local-dev-key".to_string();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = args.next();
+        match (arg.as_str(), value) {
+            ("--port", Some(v)) => {
+                port = v
+                    .parse()
+                    .unwrap_or_else(|_| fail(&format!("--port: not a port number: {v}")))
+            }
+            ("--control-port", Some(v)) => {
+                control_port =
+                    Some(v.parse().unwrap_or_else(|_| {
+                        fail(&format!("--control-port: not a port number: {v}"))
+                    }))
+            }
+            ("--api-key", Some(v)) => api_key = v,
+            _ => fail("usage: momento-standin [--port N] [--api-key SECRET] [--control-port N]"),
+        }
+    }
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let standin = match MomentoStandin::start_on(addr, &api_key).await {
+        Ok(s) => Arc::new(s),
+        Err(e) => fail(&format!(
+            "cannot listen on {addr}: {e} (port in use? choose another with STANDIN_PORT=...)"
+        )),
+    };
+    if let Some(control_port) = control_port {
+        let control = SocketAddr::from(([127, 0, 0, 1], control_port));
+        let listener = match tokio::net::TcpListener::bind(control).await {
+            Ok(l) => l,
+            Err(e) => fail(&format!("cannot listen on {control}: {e}")),
+        };
+        let app = Router::new()
+            .route("/faults/{op}", put(set_fault))
+            .with_state(standin.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        println!("control: http://{control}/faults/{{get|set|mint}}");
+    }
+    println!("momento-standin listening on {}", standin.url());
+    println!("MOMENTO_ENDPOINT_OVERRIDE={}", standin.url());
+    // Printed last: scripts read up to this line to know the stand-in is serving.
+    println!(
+        "MOMENTO_API_KEY={}",
+        v1_api_key(&api_key, "momento.localhost")
+    );
+    let _ = tokio::signal::ctrl_c().await;
 }

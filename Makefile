@@ -1,0 +1,81 @@
+# One entry point for everything: `make test` (what CI runs), `make dev`, `make bench`.
+# Tools are installed on first use into the repo (.venv, tests/browser/node_modules);
+# only Chromium comes from Debian, and only when /usr/bin/chromium is missing.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV := $(CURDIR)/.venv
+TOOLS_STAMP := $(VENV)/.installed
+BROWSER_DIR := tests/browser
+BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.installed
+OUT := $(CURDIR)/test-output
+
+export PATH := $(VENV)/bin:$(PATH)
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+
+# Ports for `make dev` (override: make dev DEV_PORT=9100 STANDIN_PORT=9190).
+DEV_PORT ?= 9000
+STANDIN_PORT ?= 9090
+export DEV_PORT STANDIN_PORT
+
+.PHONY: test setup tools browser-tools lint unit packaging sam-build browser bench-smoke dev bench clean-tools
+
+## test: install what the tests need, then fmt, clippy, all tests, packaging checks, browser test
+test: setup lint unit packaging browser bench-smoke
+	@echo "make test: all green"
+
+setup: tools browser-tools
+
+tools: $(TOOLS_STAMP)
+$(TOOLS_STAMP): tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+browser-tools: $(BROWSER_STAMP)
+$(BROWSER_STAMP): $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "installing Debian's chromium"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+	cd $(BROWSER_DIR) && npm ci --silent --no-audit --no-fund
+	touch $@
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+## unit: unit, integration (real SDK clients) and process (real binary) tiers, plus packaging consistency
+unit:
+	cargo test --workspace
+
+packaging: tools
+	sam validate --lint
+	cfn-lint template.yaml
+	openapi-spec-validator order-openapi.yaml admin-openapi.yaml
+	$(MAKE) sam-build
+
+# No aarch64 Rust standard library here, so CI builds the x86_64 variant; the template stays arm64.
+sam-build: tools
+	sam build --parameter-overrides Architecture=x86_64
+	test -x .aws-sam/build/TokenVendingMachineFunction/bootstrap
+	@ls -l .aws-sam/build/TokenVendingMachineFunction/bootstrap
+
+## browser: dev server + stand-in, cargo lambda invoke of every event, headless Chromium cross-origin test
+browser: tools browser-tools
+	mkdir -p $(OUT)
+	node $(BROWSER_DIR)/browser.test.mjs
+
+bench-smoke:
+	cargo bench --no-run
+
+## dev: run the function locally (stand-in Momento unless MOMENTO_API_KEY or SECRET_ID is set)
+dev: tools
+	tests/tools/dev.sh
+
+## bench: handler and process benchmarks; prints a table and writes test-output/bench.json
+bench: tools
+	cargo bench --bench handler
+	cargo bench --bench process
