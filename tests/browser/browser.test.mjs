@@ -1,0 +1,169 @@
+// Browser tier: headless Chromium on one origin calls the dev server on another.
+//
+// Starts `tests/tools/dev.sh` (loopback Momento stand-in + the function under
+// `cargo lambda watch --disable-cors`, so only the function's own CORS headers
+// count), invokes every sample event with `cargo lambda invoke`, then drives a
+// page served from a different origin and checks what the browser let it read.
+import { spawn, execFile } from 'node:child_process';
+import { createServer } from 'node:http';
+import { readFile, readdir, mkdir } from 'node:fs/promises';
+import { once } from 'node:events';
+import net from 'node:net';
+import path from 'node:path';
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../..');
+const outDir = path.join(root, 'test-output');
+const FUNCTION = 'token-vending-machine';
+// cargo-lambda lives in the project venv that `make` installs.
+process.env.PATH = `${path.join(root, '.venv/bin')}:${process.env.PATH}`;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// Starts dev.sh in its own process group and resolves with the base URL once it prints READY.
+async function startDev(ports) {
+  const env = { ...process.env, DEV_PORT: String(ports.dev), STANDIN_PORT: String(ports.standin), CONTROL_PORT: String(ports.control) };
+  delete env.MOMENTO_API_KEY;
+  delete env.SECRET_ID;
+  const child = spawn(path.join(root, 'tests/tools/dev.sh'), [], { cwd: root, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let logs = '';
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`dev server not ready in 15 min:\n${logs}`)), 15 * 60 * 1000);
+    const onData = (chunk) => {
+      logs += chunk;
+      const m = logs.match(/^READY (\S+)$/m);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', (c) => { logs += c; });
+    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`dev.sh exited (${code}):\n${logs}`)); });
+  });
+  const base = await ready;
+  child.removeAllListeners('exit');
+  return { child, base, logs: () => logs };
+}
+
+function stopDev(dev) {
+  try { process.kill(-dev.child.pid, 'SIGTERM'); } catch { /* already gone */ }
+}
+
+function run(cmd, args) {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { cwd: root, maxBuffer: 1 << 20 }, (error, stdout, stderr) => resolve({ code: error ? error.code ?? 1 : 0, stdout, stderr }));
+  });
+}
+
+async function setFault(controlPort, op, fault) {
+  const res = await fetch(`http://127.0.0.1:${controlPort}/faults/${op}`, { method: 'PUT', body: fault });
+  assert.equal(res.status, 204, `stand-in control ${op}=${fault}`);
+}
+
+async function checkEvents(devPort) {
+  const expected = JSON.parse(await readFile(path.join(root, 'tests/event-expectations.json'), 'utf8'));
+  const files = (await readdir(path.join(root, 'events'))).filter((f) => f.endsWith('.json')).sort();
+  assert.deepEqual(files, Object.keys(expected).sort(), 'events/ and tests/event-expectations.json disagree');
+  for (const file of files) {
+    const r = await run('cargo', ['lambda', 'invoke', FUNCTION, '-A', '127.0.0.1', '-P', String(devPort), '--output-format', 'json', '--data-file', `events/${file}`]);
+    if (expected[file] === null) {
+      assert.notEqual(r.code, 0, `${file}: expected an invocation error`);
+      console.log(`  cargo lambda invoke ${file}: invocation error, as expected`);
+    } else {
+      assert.equal(r.code, 0, `${file}: ${r.stderr}`);
+      const status = JSON.parse(r.stdout).statusCode;
+      assert.equal(status, expected[file], `${file}: ${r.stdout}`);
+      console.log(`  cargo lambda invoke ${file}: ${status}`);
+    }
+  }
+}
+
+async function main() {
+  await mkdir(outDir, { recursive: true });
+  const ports = { dev: await freePort(), standin: await freePort(), control: await freePort() };
+  const dev = await startDev(ports);
+  const pageHtml = await readFile(path.join(here, 'page.html'));
+  const pageServer = createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(pageHtml);
+  });
+  pageServer.listen(0, '127.0.0.1');
+  await once(pageServer, 'listening');
+  // "localhost" vs "127.0.0.1" and another port: a different origin by every measure.
+  const pageUrl = `http://localhost:${pageServer.address().port}/`;
+  let browser;
+  try {
+    console.log(`dev server ${dev.base}; page ${pageUrl}`);
+    await checkEvents(ports.dev);
+
+    browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(pageUrl);
+    const tokens = `${dev.base}/tokens`;
+    const fetchJson = (label, url) => page.evaluate(([l, u]) => window.fetchJson(l, u), [label, url]);
+
+    // Negative control: a response without CORS headers is refused by this browser.
+    const control = await fetchJson('stand-in control port (no CORS)', `http://127.0.0.1:${ports.control}/faults/none`);
+    assert.equal(control.readable, false, 'the browser must refuse responses without CORS headers');
+
+    // Errors are readable cross-origin (before any token is cached for this caller).
+    await setFault(ports.control, 'mint', 'internal');
+    const failed = await fetchJson('mint fails', tokens);
+    assert.equal(failed.readable, true, `500 must be readable: ${failed.error}`);
+    assert.equal(failed.status, 500);
+    assert.deepEqual(failed.body, { message: 'Something went wrong' });
+
+    await setFault(ports.control, 'mint', 'resource_exhausted');
+    const throttled = await fetchJson('mint throttled', tokens);
+    assert.equal(throttled.readable, true, `503 must be readable: ${throttled.error}`);
+    assert.equal(throttled.status, 503);
+    assert.equal(throttled.retryAfter, '1', 'Retry-After is exposed to the page');
+    await setFault(ports.control, 'mint', 'none');
+
+    const first = await fetchJson('first token', tokens);
+    assert.equal(first.readable, true, `200 must be readable: ${first.error}`);
+    assert.equal(first.status, 200);
+    assert.equal(typeof first.body.token, 'string');
+    assert.ok(first.body.token.length > 0);
+    assert.ok(Number.isInteger(first.body.exp));
+    assert.ok(first.body.exp > Date.now() / 1000, 'exp is in the future');
+
+    const second = await fetchJson('second token (cache hit)', tokens);
+    assert.equal(second.status, 200);
+    assert.equal(second.body.token, first.body.token, 'same caller, same token');
+
+    const missing = await fetchJson('unknown path', `${dev.base}/nope`);
+    assert.equal(missing.readable, true);
+    assert.equal(missing.status, 404);
+
+    await page.screenshot({ path: path.join(outDir, 'browser.png'), fullPage: true });
+    console.log(`browser test passed; screenshot: test-output/browser.png`);
+  } catch (e) {
+    console.error(dev.logs());
+    throw e;
+  } finally {
+    if (browser) await browser.close();
+    pageServer.close();
+    stopDev(dev);
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
