@@ -13,7 +13,7 @@ use lambda_http::{Body, Request, Response};
 use tokio::sync::OnceCell;
 
 use crate::http::{self, Route, INTERNAL_ERROR_MESSAGE};
-use crate::vending::{MintError, TokenCache, TokenMinter, Vendor};
+use crate::vending::{CallTimings, MintError, TokenCache, TokenMinter, Vendor};
 
 /// An initialisation that failed; the text is the cause chain, for the log only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +48,7 @@ struct Served {
     response: Response<Body>,
     outcome: &'static str,
     cause: Option<String>,
+    timings: CallTimings,
 }
 
 impl Served {
@@ -56,6 +57,7 @@ impl Served {
             response,
             outcome,
             cause: None,
+            timings: CallTimings::default(),
         }
     }
 
@@ -77,6 +79,11 @@ impl<I: Initializer> App<I> {
             vendor: OnceCell::new(),
             cors_allow_origin: cors_header(cors_allow_origin),
         }
+    }
+
+    /// The initialiser (tests and benchmarks inspect its doubles).
+    pub fn initializer(&self) -> &I {
+        &self.initializer
     }
 
     /// Whether initialisation has succeeded in this container.
@@ -153,6 +160,7 @@ impl<I: Initializer> App<I> {
                     vended.outcome.as_str(),
                 );
                 served.cause = vended.cache_problem;
+                served.timings = vended.timings;
                 served
             }
             Err(MintError::RateLimited) => Served::new(
@@ -177,32 +185,40 @@ impl<I: Initializer> App<I> {
     }
 }
 
+fn millis(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 fn log_request(req: &Request, served: &Served, started: Instant) {
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let latency_ms = millis(started.elapsed());
     let status = served.response.status().as_u16();
     let method = req.method().as_str();
     let path = req.uri().path();
-    let cause = served.cause.as_deref().unwrap_or("");
+    let cause = served.cause.as_deref();
+    let get_ms = served.timings.get.map(millis);
+    let mint_ms = served.timings.mint.map(millis);
+    let set_ms = served.timings.set.map(millis);
+    // One macro body for both levels, so the two lines can never drift apart.
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(
+                outcome = served.outcome,
+                status,
+                latency_ms,
+                method,
+                path,
+                cause,
+                get_ms,
+                mint_ms,
+                set_ms,
+                "request"
+            )
+        };
+    }
     if served.outcome == "error" {
-        tracing::error!(
-            outcome = served.outcome,
-            status,
-            latency_ms,
-            method,
-            path,
-            cause,
-            "request"
-        );
+        line!(error);
     } else {
-        tracing::info!(
-            outcome = served.outcome,
-            status,
-            latency_ms,
-            method,
-            path,
-            cause,
-            "request"
-        );
+        line!(info);
     }
 }
 
@@ -226,41 +242,11 @@ pub fn misconfigured_response(req: &Request, error: &crate::config::ConfigError)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::doubles::{Behaviour, CountingMinter, MemoryCache};
-    use crate::vending::{now_epoch, Vendor};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
-    use std::time::Duration;
+    use crate::doubles::{Behaviour, DoublesInit};
+    use crate::vending::now_epoch;
 
-    /// Builds a vendor on shared doubles; can be told to fail its first attempts.
-    #[derive(Default)]
-    struct TestInit {
-        cache: Arc<MemoryCache>,
-        minter: Arc<CountingMinter>,
-        attempts: AtomicU64,
-        failures_left: AtomicU64,
-    }
-
-    impl Initializer for TestInit {
-        type Cache = Arc<MemoryCache>;
-        type Minter = Arc<CountingMinter>;
-        async fn init(&self) -> Result<Vendor<Self::Cache, Self::Minter>, InitError> {
-            self.attempts.fetch_add(1, Ordering::SeqCst);
-            if self.failures_left.load(Ordering::SeqCst) > 0 {
-                self.failures_left.fetch_sub(1, Ordering::SeqCst);
-                return Err(InitError("secret unavailable".into()));
-            }
-            Ok(Vendor::new(
-                self.cache.clone(),
-                self.minter.clone(),
-                Duration::from_secs(3600),
-                Duration::from_secs(3300),
-            ))
-        }
-    }
-
-    fn app() -> App<TestInit> {
-        App::new(TestInit::default(), "*")
+    fn app() -> App<DoublesInit> {
+        App::new(DoublesInit::new(), "*")
     }
 
     fn event(name: &str) -> Request {
@@ -396,13 +382,7 @@ mod tests {
 
     #[tokio::test]
     async fn failed_init_is_a_500_and_is_retried_then_kept() {
-        let app = App::new(
-            TestInit {
-                failures_left: AtomicU64::new(1),
-                ..TestInit::default()
-            },
-            "*",
-        );
+        let app = App::new(DoublesInit::failing_first(1), "*");
         let r = app.handle(event("rest-get-tokens-order.json")).await;
         assert_eq!(r.status(), 500);
         assert_common_headers(&r);
@@ -424,7 +404,7 @@ mod tests {
                 .status(),
             200
         );
-        assert_eq!(app.initializer.attempts.load(Ordering::SeqCst), 2);
+        assert_eq!(app.initializer.attempts(), 2);
     }
 
     #[tokio::test]
@@ -432,7 +412,7 @@ mod tests {
         let app = app();
         app.handle(event("rest-post-tokens.json")).await;
         app.handle(event("rest-missing-source-ip.json")).await;
-        assert_eq!(app.initializer.attempts.load(Ordering::SeqCst), 0);
+        assert_eq!(app.initializer.attempts(), 0);
     }
 
     #[tokio::test]
@@ -470,7 +450,7 @@ mod tests {
 
     #[tokio::test]
     async fn configured_cors_origin_is_sent_on_success_and_errors() {
-        let app = App::new(TestInit::default(), "https://pizza.example.com");
+        let app = App::new(DoublesInit::new(), "https://pizza.example.com");
         for name in [
             "rest-get-tokens-order.json",
             "rest-post-tokens.json",

@@ -6,10 +6,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::vending::{now_epoch, CacheError, MintError, TokenCache, TokenMinter, VendedToken};
+use crate::app::{InitError, Initializer};
+use crate::vending::{
+    now_epoch, CacheError, MintError, TokenCache, TokenMinter, VendedToken, Vendor,
+};
 
 /// What a double does when called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -21,6 +24,8 @@ pub enum Behaviour {
     Hang,
     /// Answers "rate limited" (minter only).
     Throttle,
+    /// Succeeds without storing anything (cache set only): every get misses.
+    Discard,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -70,7 +75,7 @@ impl MemoryCache {
 
 async fn act(behaviour: Behaviour) -> Result<(), CacheError> {
     match behaviour {
-        Behaviour::Work => Ok(()),
+        Behaviour::Work | Behaviour::Discard => Ok(()),
         Behaviour::Fail | Behaviour::Throttle => Err(CacheError::Failed("injected failure".into())),
         Behaviour::Hang => std::future::pending().await,
     }
@@ -88,7 +93,9 @@ impl TokenCache for MemoryCache {
         self.sets.fetch_add(1, Ordering::SeqCst);
         let behaviour = *lock(&self.set_behaviour);
         act(behaviour).await?;
-        lock(&self.entries).insert(key.into(), (value.into(), ttl));
+        if behaviour != Behaviour::Discard {
+            lock(&self.entries).insert(key.into(), (value.into(), ttl));
+        }
         Ok(())
     }
 }
@@ -126,7 +133,7 @@ impl TokenMinter for CountingMinter {
         lock(&self.lifetimes).push(valid_for);
         let behaviour = *lock(&self.behaviour);
         match behaviour {
-            Behaviour::Work => {
+            Behaviour::Work | Behaviour::Discard => {
                 let n = self.minted.fetch_add(1, Ordering::SeqCst) + 1;
                 Ok(VendedToken {
                     token: format!("minted-{n}"),
@@ -137,5 +144,55 @@ impl TokenMinter for CountingMinter {
             Behaviour::Throttle => Err(MintError::RateLimited),
             Behaviour::Hang => std::future::pending().await,
         }
+    }
+}
+
+/// An [`Initializer`] over shared doubles; it can be told to fail its first attempts.
+#[derive(Default)]
+pub struct DoublesInit {
+    pub cache: Arc<MemoryCache>,
+    pub minter: Arc<CountingMinter>,
+    attempts: AtomicU64,
+    failures_left: AtomicU64,
+}
+
+impl DoublesInit {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next `n` init attempts fail.
+    pub fn failing_first(n: u64) -> Self {
+        DoublesInit {
+            failures_left: AtomicU64::new(n),
+            ..Self::default()
+        }
+    }
+
+    /// Init attempts so far.
+    pub fn attempts(&self) -> u64 {
+        self.attempts.load(Ordering::SeqCst)
+    }
+}
+
+impl Initializer for DoublesInit {
+    type Cache = Arc<MemoryCache>;
+    type Minter = Arc<CountingMinter>;
+
+    async fn init(&self) -> Result<Vendor<Self::Cache, Self::Minter>, InitError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        let failing = self
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(InitError("injected init failure".into()));
+        }
+        Ok(Vendor::new(
+            self.cache.clone(),
+            self.minter.clone(),
+            Duration::from_secs(3600),
+            Duration::from_secs(3300),
+        ))
     }
 }

@@ -6,7 +6,7 @@
 //! exactly one permission, topic role SubscribeOnly, the configured cache,
 //! all topics.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use momento::auth::{
     CacheSelector, DisposableTokenScope, ExpiresIn, Permission, Permissions, TopicPermission,
@@ -183,6 +183,7 @@ impl Initializer for MomentoInit {
     type Minter = MomentoMinter;
 
     async fn init(&self) -> Result<Vendor<MomentoCache, MomentoMinter>, InitError> {
+        let started = Instant::now();
         let key = match &self.config.key_source {
             KeySource::SecretsManager { secret_id } => {
                 read_momento_key(&client_from_env().await, secret_id).await?
@@ -192,8 +193,11 @@ impl Initializer for MomentoInit {
                 endpoint: endpoint.clone(),
             },
         };
+        let key_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let started = Instant::now();
         let vendor = build_vendor(&self.config, &key)?;
-        tracing::info!(cache = %self.config.cache_name, "initialised Momento clients");
+        let clients_ms = started.elapsed().as_secs_f64() * 1000.0;
+        tracing::info!(cache = %self.config.cache_name, key_ms, clients_ms, "initialised Momento clients");
         Ok(vendor)
     }
 }

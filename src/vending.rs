@@ -156,6 +156,14 @@ impl Outcome {
     }
 }
 
+/// How long each outbound call of one vend took (absent: not made).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CallTimings {
+    pub get: Option<Duration>,
+    pub mint: Option<Duration>,
+    pub set: Option<Duration>,
+}
+
 /// A successful vend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vended {
@@ -164,6 +172,8 @@ pub struct Vended {
     pub outcome: Outcome,
     /// Why the request was degraded, for the log line.
     pub cache_problem: Option<String>,
+    /// For the log line: where the time went.
+    pub timings: CallTimings,
 }
 
 /// The cache key for a caller: `<canonical ip>-token`.
@@ -213,13 +223,18 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
     pub async fn vend_at(&self, ip: IpAddr, now: u64) -> Result<Vended, MintError> {
         let key = cache_key(ip);
         let mut budget = self.bounds.cache_budget;
+        let mut timings = CallTimings::default();
 
-        let mut cache_problem = match within(&mut budget, self.cache.get(&key)).await {
+        let started = Instant::now();
+        let cached = within(&mut budget, self.cache.get(&key)).await;
+        timings.get = Some(started.elapsed());
+        let mut cache_problem = match cached {
             Ok(Some(cached)) if still_fresh(&cached, now) => {
                 return Ok(Vended {
                     body: cached,
                     outcome: Outcome::Hit,
                     cache_problem: None,
+                    timings,
                 })
             }
             // A corrupt or nearly expired entry is a miss; the set below overwrites it.
@@ -227,17 +242,18 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
             Err(e) => Some(format!("get: {e}")),
         };
 
-        let token =
-            match tokio::time::timeout(self.bounds.mint_timeout, self.minter.mint(self.token_ttl))
-                .await
-            {
-                Ok(minted) => minted?,
-                Err(_) => return Err(MintError::Timeout),
-            };
+        let started = Instant::now();
+        let minted =
+            tokio::time::timeout(self.bounds.mint_timeout, self.minter.mint(self.token_ttl)).await;
+        timings.mint = Some(started.elapsed());
+        let token = minted.map_err(|_| MintError::Timeout)??;
         let body = serde_json::to_string(&token)
             .map_err(|_| MintError::Failed("could not encode the vended token".into()))?;
 
-        if let Err(e) = within(&mut budget, self.cache.set(&key, &body, self.cache_ttl)).await {
+        let started = Instant::now();
+        let stored = within(&mut budget, self.cache.set(&key, &body, self.cache_ttl)).await;
+        timings.set = Some(started.elapsed());
+        if let Err(e) = stored {
             let problem = format!("set: {e}");
             cache_problem = Some(match cache_problem {
                 Some(earlier) => format!("{earlier}; {problem}"),
@@ -253,6 +269,7 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
                 Outcome::Miss
             },
             cache_problem,
+            timings,
         })
     }
 }

@@ -131,9 +131,20 @@ async fn cold_then_warm_per_caller_tokens_secret_read_once() {
     ];
     let logs = f.finish();
     assert_eq!(outcomes(&logs), ["miss", "hit", "miss", "miss"]);
-    for line in request_lines(&logs) {
+    let lines = request_lines(&logs);
+    for line in &lines {
         assert!(line["fields"]["latency_ms"].is_f64(), "{line}");
     }
+    // A miss reports all three outbound calls; a hit only the cache get.
+    for call in ["get_ms", "mint_ms", "set_ms"] {
+        assert!(
+            lines[0]["fields"][call].is_f64(),
+            "miss line lacks {call}: {}",
+            lines[0]
+        );
+    }
+    assert!(lines[1]["fields"]["get_ms"].is_f64());
+    assert!(lines[1]["fields"]["mint_ms"].is_null() && lines[1]["fields"]["set_ms"].is_null());
     assert_no_secrets_in(&logs, &api_key, &tokens);
 }
 

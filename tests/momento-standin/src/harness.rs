@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crate::{v1_api_key, Answer, MomentoStandin, RuntimeApi, SecretsStandin};
 
@@ -23,6 +24,8 @@ pub struct FunctionUnderTest {
     pub runtime: RuntimeApi,
     /// The v1 API key stored in the secret.
     pub api_key: String,
+    /// Just before the process was spawned (cold-start clock).
+    pub spawned_at: Instant,
     child: Child,
     logs: Arc<Mutex<Vec<u8>>>,
     readers: Vec<JoinHandle<()>>,
@@ -84,6 +87,7 @@ impl FunctionUnderTest {
         for (k, v) in env {
             command.env(k, v);
         }
+        let spawned_at = Instant::now();
         let mut child = command.spawn()?;
         let logs = Arc::new(Mutex::new(Vec::new()));
         let mut readers = Vec::new();
@@ -98,6 +102,7 @@ impl FunctionUnderTest {
             secrets,
             runtime,
             api_key,
+            spawned_at,
             child,
             logs,
             readers,

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -30,6 +30,7 @@ pub enum Answer {
 }
 
 struct Shared {
+    first_poll: Mutex<Option<Instant>>,
     queue: AsyncMutex<mpsc::UnboundedReceiver<(String, Bytes)>>,
     waiting: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
     init_errors: Mutex<Vec<serde_json::Value>>,
@@ -40,6 +41,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn next(State(shared): State<Arc<Shared>>) -> Response {
+    lock(&shared.first_poll).get_or_insert_with(Instant::now);
     let Some((id, event)) = shared.queue.lock().await.recv().await else {
         return StatusCode::GONE.into_response();
     };
@@ -124,6 +126,7 @@ impl RuntimeApi {
         let addr = listener.local_addr()?;
         let (queue, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
+            first_poll: Mutex::new(None),
             queue: AsyncMutex::new(rx),
             waiting: Mutex::new(HashMap::new()),
             init_errors: Mutex::new(Vec::new()),
@@ -178,6 +181,11 @@ impl RuntimeApi {
     pub async fn invoke(&self, event: &serde_json::Value) -> Result<Answer, NoAnswer> {
         self.invoke_raw(event.to_string().into_bytes(), Duration::from_secs(15))
             .await
+    }
+
+    /// When the function first asked for an event (it is ready to serve).
+    pub fn first_poll(&self) -> Option<Instant> {
+        *lock(&self.shared.first_poll)
     }
 
     /// Bodies posted to `/runtime/init/error`.
