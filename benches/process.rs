@@ -14,7 +14,13 @@ use std::time::{Duration, Instant};
 use momento_standin::{FunctionUnderTest, HttpAnswer};
 use serde_json::{json, Value};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_token-vending-machine");
+/// The binary under test: this build's release binary, or `TVM_BENCH_BINARY`
+/// (to compare another build, e.g. before a change, on the same machine and hour).
+fn binary() -> PathBuf {
+    std::env::var_os("TVM_BENCH_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_token-vending-machine")))
+}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -126,7 +132,8 @@ struct Cold {
     total_ms: f64,
     ready_ms: f64,
     handler_ms: f64,
-    key_ms: f64,
+    sdk_ms: f64,
+    secret_ms: f64,
     clients_ms: f64,
     get_ms: f64,
     mint_ms: f64,
@@ -134,7 +141,7 @@ struct Cold {
 }
 
 async fn one_cold_start() -> Cold {
-    let f = FunctionUnderTest::start(Path::new(BINARY), &[])
+    let f = FunctionUnderTest::start(&binary(), &[])
         .await
         .expect("spawn");
     let answer = f.invoke(&event()).await;
@@ -154,7 +161,8 @@ async fn one_cold_start() -> Cold {
         total_ms: ms(total),
         ready_ms: ms(ready),
         handler_ms: num(&request["latency_ms"]),
-        key_ms: num(&init["key_ms"]),
+        sdk_ms: num(&init["sdk_ms"]),
+        secret_ms: num(&init["secret_ms"]),
         clients_ms: num(&init["clients_ms"]),
         get_ms: num(&request["get_ms"]),
         mint_ms: num(&request["mint_ms"]),
@@ -187,9 +195,10 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--quick");
     let (cold_runs, warm_runs) = if quick { (2, 50) } else { (15, 1000) };
-    let binary = Path::new(BINARY);
+    let binary = binary();
     eprintln!(
-        "process bench: {BINARY} ({cold_runs} cold starts, {warm_runs} warm invocations per path)"
+        "process bench: {} ({cold_runs} cold starts, {warm_runs} warm invocations per path)",
+        binary.display()
     );
 
     let mut colds = Vec::new();
@@ -197,7 +206,7 @@ async fn main() {
         colds.push(one_cold_start().await);
     }
 
-    let f = FunctionUnderTest::start(binary, &[]).await.expect("spawn");
+    let f = FunctionUnderTest::start(&binary, &[]).await.expect("spawn");
     let _ = f.invoke(&event()).await; // warm it up (and cache the order caller's token)
     let hit_rt = warm(&f, std::iter::repeat_with(event).take(warm_runs)).await;
     let miss_rt = warm(
@@ -231,13 +240,13 @@ async fn main() {
         handler_ms: handler_of("miss"),
     };
 
-    let binary_size = std::fs::metadata(binary).map(|m| m.len()).unwrap_or(0);
-    let zip = zip_size(binary);
+    let binary_size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
+    let zip = zip_size(&binary);
     let col = |pick: fn(&Cold) -> f64| colds.iter().map(pick).collect::<Vec<f64>>();
 
     let report = json!({
         "machine": machine(),
-        "binary": BINARY,
+        "binary": binary.display().to_string(),
         "handler_us": {
             "vend_hit": criterion_estimate("vend_hit").map(|ns| ns / 1000.0),
             "vend_miss": criterion_estimate("vend_miss").map(|ns| ns / 1000.0),
@@ -247,7 +256,8 @@ async fn main() {
         "cold_start_ms": spread(&col(|c| c.total_ms)),
         "cold_breakdown_median_ms": {
             "spawn_to_first_runtime_poll": spread(&col(|c| c.ready_ms))["median"],
-            "init_key_read": spread(&col(|c| c.key_ms))["median"],
+            "init_aws_sdk_config_and_client": spread(&col(|c| c.sdk_ms))["median"],
+            "init_get_secret_value": spread(&col(|c| c.secret_ms))["median"],
             "init_client_construction": spread(&col(|c| c.clients_ms))["median"],
             "first_cache_get": spread(&col(|c| c.get_ms))["median"],
             "mint": spread(&col(|c| c.mint_ms))["median"],
@@ -264,11 +274,13 @@ async fn main() {
     print_table(&report);
     let out = root().join("test-output");
     let _ = std::fs::create_dir_all(&out);
-    let path = out.join(if quick {
-        "bench-quick.json"
-    } else {
-        "bench.json"
-    });
+    // TVM_BENCH_LABEL names the report of a comparison run (bench-<label>.json).
+    let name = match (quick, std::env::var("TVM_BENCH_LABEL")) {
+        (true, _) => "bench-quick.json".to_string(),
+        (false, Ok(label)) => format!("bench-{label}.json"),
+        (false, Err(_)) => "bench.json".to_string(),
+    };
+    let path = out.join(name);
     std::fs::write(
         &path,
         serde_json::to_string_pretty(&report).unwrap_or_default(),
@@ -290,7 +302,7 @@ fn print_table(r: &Value) {
         m["cores"],
         m["kernel"].as_str().unwrap_or("?")
     );
-    println!("{:<52} {:>12}", "figure", "value");
+    println!("{:<58} value", "figure");
     println!("{}", "-".repeat(65));
     for (name, key) in [
         ("handler: vend, hit path (µs, median)", "vend_hit"),
@@ -304,29 +316,29 @@ fn print_table(r: &Value) {
             "handler_hit_event_to_response",
         ),
     ] {
-        println!("{:<52} {:>12}", name, f(&r["handler_us"][key]));
+        println!("{:<58} {}", name, f(&r["handler_us"][key]));
     }
     let c = &r["cold_start_ms"];
     println!(
-        "{:<52} {:>12}",
+        "{:<58} {}",
         format!("cold start, spawn→first 200 (ms, n={})", c["n"]),
         format!("{} / {} / {}", f(&c["min"]), f(&c["median"]), f(&c["max"])).replace(".000", "")
     );
-    println!("{:<52}", "  (min / median / max)");
+    println!("{:<58}", "  (min / median / max)");
     for (name, key) in [
         ("  spawn → ready for events", "spawn_to_first_runtime_poll"),
-        ("  init: read key (Secrets Manager)", "init_key_read"),
+        (
+            "  init: AWS SDK config + Secrets Manager client",
+            "init_aws_sdk_config_and_client",
+        ),
+        ("  init: GetSecretValue call", "init_get_secret_value"),
         ("  init: build Momento clients", "init_client_construction"),
         ("  first cache get (connects)", "first_cache_get"),
         ("  mint (connects)", "mint"),
         ("  cache set", "cache_set"),
         ("  whole first request in handler", "handler_total"),
     ] {
-        println!(
-            "{:<52} {:>12}",
-            name,
-            f(&r["cold_breakdown_median_ms"][key])
-        );
+        println!("{:<58} {}", name, f(&r["cold_breakdown_median_ms"][key]));
     }
     for (label, key) in [("warm hit", "warm_hit_ms"), ("warm miss", "warm_miss_ms")] {
         for (kind, sub) in [
@@ -334,15 +346,17 @@ fn print_table(r: &Value) {
             ("in handler", "in_handler"),
         ] {
             let q = &r[key][sub];
+            let name = format!("{label}, {kind} (ms p50/p90/p99, n={})", q["n"]);
             println!(
-                "{:<52} {:>12}",
-                format!("{label}, {kind} (ms p50/p90/p99, n={})", q["n"]),
-                format!("{}/{}/{}", f(&q["p50"]), f(&q["p90"]), f(&q["p99"]))
+                "{name:<58} {}/{}/{}",
+                f(&q["p50"]),
+                f(&q["p90"]),
+                f(&q["p99"])
             );
         }
     }
     println!(
-        "{:<52} {:>12}",
+        "{:<58} {}",
         "peak RSS of the function (MiB)",
         f(&r["peak_rss_mib"])
     );
@@ -352,12 +366,12 @@ fn print_table(r: &Value) {
             .unwrap_or_else(|| "n/a".into())
     };
     println!(
-        "{:<52} {:>12}",
+        "{:<58} {}",
         "bootstrap, stripped (MB)",
         mb(&r["bootstrap_bytes"])
     );
     println!(
-        "{:<52} {:>12}",
+        "{:<58} {}",
         "bootstrap zip (MB)",
         mb(&r["bootstrap_zip_bytes"])
     );

@@ -183,21 +183,34 @@ impl Initializer for MomentoInit {
     type Minter = MomentoMinter;
 
     async fn init(&self) -> Result<Vendor<MomentoCache, MomentoMinter>, InitError> {
-        let started = Instant::now();
-        let key = match &self.config.key_source {
+        let ms = |since: Instant| since.elapsed().as_secs_f64() * 1000.0;
+        let (key, sdk_ms, secret_ms) = match &self.config.key_source {
             KeySource::SecretsManager { secret_id } => {
-                read_momento_key(&client_from_env().await, secret_id).await?
+                let started = Instant::now();
+                let client = client_from_env().await;
+                let sdk_ms = ms(started);
+                let started = Instant::now();
+                let key = read_momento_key(&client, secret_id).await?;
+                (key, Some(sdk_ms), Some(ms(started)))
             }
-            KeySource::Direct { api_key, endpoint } => MomentoKey {
-                api_key: api_key.clone(),
-                endpoint: endpoint.clone(),
-            },
+            KeySource::Direct { api_key, endpoint } => {
+                let key = MomentoKey {
+                    api_key: api_key.clone(),
+                    endpoint: endpoint.clone(),
+                };
+                (key, None, None)
+            }
         };
-        let key_ms = started.elapsed().as_secs_f64() * 1000.0;
         let started = Instant::now();
         let vendor = build_vendor(&self.config, &key)?;
-        let clients_ms = started.elapsed().as_secs_f64() * 1000.0;
-        tracing::info!(cache = %self.config.cache_name, key_ms, clients_ms, "initialised Momento clients");
+        let clients_ms = ms(started);
+        tracing::info!(
+            cache = %self.config.cache_name,
+            sdk_ms,
+            secret_ms,
+            clients_ms,
+            "initialised Momento clients"
+        );
         Ok(vendor)
     }
 }

@@ -7,6 +7,11 @@
 //!
 //! Not a Momento or AWS emulator: anything outside those calls is refused.
 
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::oneshot;
+
 pub mod harness;
 pub mod momento;
 pub mod runtime;
@@ -16,3 +21,25 @@ pub use harness::{FunctionUnderTest, HttpAnswer};
 pub use momento::{v1_api_key, Fault, MomentoStandin, Op, Recorded};
 pub use runtime::{Answer, RuntimeApi};
 pub use secrets::SecretsStandin;
+
+/// Locks a mutex, carrying on past a panicked holder (test equipment must not cascade).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Serves `app` on `127.0.0.1:0` until the returned sender is dropped.
+pub(crate) async fn serve_loopback(
+    app: axum::Router,
+) -> std::io::Result<(SocketAddr, oneshot::Sender<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Ok((addr, tx))
+}

@@ -21,6 +21,8 @@ use momento_protos::permission_messages::Permissions;
 use momento_protos::token::token_server::{Token, TokenServer};
 use momento_protos::token::{GenerateDisposableTokenRequest, GenerateDisposableTokenResponse};
 use tokio::sync::oneshot;
+
+use crate::lock;
 use tonic::{Code, Request, Response, Status};
 
 /// The three operations the stand-in serves.
@@ -77,10 +79,6 @@ struct State {
     items: Mutex<Items>,
     faults: Mutex<HashMap<Op, Fault>>,
     minted: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl State {

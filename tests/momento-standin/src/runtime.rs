@@ -20,6 +20,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::{mpsc, oneshot, Mutex as AsyncMutex};
 
+use crate::{lock, serve_loopback};
+
 /// How the function answered one invocation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
@@ -34,10 +36,6 @@ struct Shared {
     queue: AsyncMutex<mpsc::UnboundedReceiver<(String, Bytes)>>,
     waiting: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
     init_errors: Mutex<Vec<serde_json::Value>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 async fn next(State(shared): State<Arc<Shared>>) -> Response {
@@ -122,8 +120,6 @@ pub struct NoAnswer;
 
 impl RuntimeApi {
     pub async fn start() -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let (queue, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             first_poll: Mutex::new(None),
@@ -140,20 +136,13 @@ impl RuntimeApi {
             .route("/2018-06-01/runtime/invocation/{id}/error", post(fail))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state(shared.clone());
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let (addr, shutdown) = serve_loopback(app).await?;
         Ok(RuntimeApi {
             addr,
             shared,
             queue,
             counter: AtomicU64::new(0),
-            _shutdown: tx,
+            _shutdown: shutdown,
         })
     }
 

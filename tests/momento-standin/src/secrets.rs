@@ -19,15 +19,13 @@ use axum::routing::post;
 use axum::Router;
 use tokio::sync::oneshot;
 
+use crate::{lock, serve_loopback};
+
 #[derive(Default)]
 struct Shared {
     secrets: Mutex<HashMap<String, String>>,
     reads: AtomicU64,
     failing: Mutex<bool>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 const REGION: &str = "us-east-1";
@@ -131,24 +129,15 @@ pub struct SecretsStandin {
 
 impl SecretsStandin {
     pub async fn start() -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::default());
         let app = Router::new()
             .route("/", post(handle))
             .with_state(shared.clone());
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let (addr, shutdown) = serve_loopback(app).await?;
         Ok(SecretsStandin {
             addr,
             shared,
-            _shutdown: tx,
+            _shutdown: shutdown,
         })
     }
 
