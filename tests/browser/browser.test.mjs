@@ -88,6 +88,20 @@ async function checkEvents(devPort) {
   }
 }
 
+// A second `make dev` on a port that is taken must say so and stop, not hang.
+async function checkBusyPort(ports) {
+  const env = { ...process.env, DEV_PORT: String(ports.dev), STANDIN_PORT: String(ports.standin) };
+  delete env.MOMENTO_API_KEY;
+  delete env.SECRET_ID;
+  const r = await new Promise((resolve) => {
+    execFile(path.join(root, 'tests/tools/dev.sh'), [], { cwd: root, env, timeout: 60_000 }, (error, stdout, stderr) =>
+      resolve({ code: error ? error.code : 0, stderr }));
+  });
+  assert.equal(r.code, 2, `dev.sh on a busy port: ${r.stderr}`);
+  assert.match(r.stderr, new RegExp(`port ${ports.dev} is already in use`));
+  console.log('  make dev on a busy port: refused with a clear message');
+}
+
 async function main() {
   await mkdir(outDir, { recursive: true });
   const ports = { dev: await freePort(), standin: await freePort(), control: await freePort() };
@@ -104,6 +118,7 @@ async function main() {
   let browser;
   try {
     console.log(`dev server ${dev.base}; page ${pageUrl}`);
+    await checkBusyPort(ports);
     await checkEvents(ports.dev);
 
     browser = await chromium.launch({

@@ -55,7 +55,7 @@ else
   [ -z "$CONTROL_PORT" ] || require_free "$CONTROL_PORT" CONTROL_PORT
   cargo build --quiet -p momento-standin --bin momento-standin
   mkfifo "$workdir/standin"
-  target/debug/momento-standin --port "$STANDIN_PORT" ${CONTROL_PORT:+--control-port "$CONTROL_PORT"} >"$workdir/standin" 2>&1 &
+  "${CARGO_TARGET_DIR:-target}/debug/momento-standin" --port "$STANDIN_PORT" ${CONTROL_PORT:+--control-port "$CONTROL_PORT"} >"$workdir/standin" 2>&1 &
   children+=("$!")
   exec 4<"$workdir/standin"
   while IFS= read -r line <&4; do
