@@ -271,6 +271,12 @@ async fn main() {
         "bootstrap_zip_bytes": zip,
     });
 
+    if quick {
+        println!(
+            "\nsmoke run: {} (figures are not measurements)",
+            binary.display()
+        );
+    }
     print_table(&report);
     let out = root().join("test-output");
     let _ = std::fs::create_dir_all(&out);

@@ -81,11 +81,6 @@ impl<I: Initializer> App<I> {
         }
     }
 
-    /// The initialiser (tests and benchmarks inspect its doubles).
-    pub fn initializer(&self) -> &I {
-        &self.initializer
-    }
-
     /// Whether initialisation has succeeded in this container.
     pub fn is_initialized(&self) -> bool {
         self.vendor.initialized()

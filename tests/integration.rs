@@ -224,6 +224,18 @@ async fn a_hung_cache_delays_the_answer_by_about_a_second_at_most() {
 }
 
 #[tokio::test]
+async fn a_slow_cache_within_the_budget_is_not_degraded() {
+    let standin = standin().await;
+    standin.inject(Op::Get, Fault::Delay(Duration::from_millis(300)));
+    let vendor = vendor(&standin);
+    let started = Instant::now();
+    let vended = vendor.vend(ip("203.0.113.10")).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(vended.outcome, Outcome::Miss, "{:?}", vended.cache_problem);
+    assert_eq!(standin.count(Op::Set), 1);
+}
+
+#[tokio::test]
 async fn throttled_mint_is_rate_limited() {
     let standin = standin().await;
     standin.inject(Op::Mint, Fault::Status(tonic::Code::ResourceExhausted));
