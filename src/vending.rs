@@ -458,7 +458,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_slow_get_leaves_the_rest_of_the_budget_to_the_set() {
+    async fn a_hung_set_is_cut_off_within_the_budget() {
         let r = rig();
         r.cache.on_set(Behaviour::Hang);
         let started = Instant::now();
