@@ -33,10 +33,11 @@ function freePort() {
 }
 
 // Starts dev.sh in its own process group and resolves with the base URL once it prints READY.
-async function startDev(ports) {
-  const env = { ...process.env, DEV_PORT: String(ports.dev), STANDIN_PORT: String(ports.standin), CONTROL_PORT: String(ports.control) };
-  delete env.MOMENTO_API_KEY;
-  delete env.SECRET_ID;
+async function startDev(ports, extraEnv = {}) {
+  const env = { ...process.env, DEV_PORT: String(ports.dev), STANDIN_PORT: String(ports.standin) };
+  if (ports.control) env.CONTROL_PORT = String(ports.control);
+  for (const name of ['MOMENTO_API_KEY', 'MOMENTO_ENDPOINT', 'MOMENTO_ENDPOINT_OVERRIDE', 'SECRET_ID']) delete env[name];
+  Object.assign(env, extraEnv);
   const child = spawn(path.join(root, 'tests/tools/dev.sh'), [], { cwd: root, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let logs = '';
   const ready = new Promise((resolve, reject) => {
@@ -102,6 +103,59 @@ async function checkBusyPort(ports) {
   console.log('  make dev on a busy port: refused with a clear message');
 }
 
+// The stand-in binary prints KEY=VALUE lines, MOMENTO_API_KEY last; resolves with them.
+function readStandinVars(child) {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      if (/^MOMENTO_API_KEY=.*$/m.test(out)) {
+        resolve(Object.fromEntries(out.split('\n').filter((l) => /^[A-Z_]+=/.test(l)).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)])));
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`momento-standin exited (${code}): ${out}`)));
+  });
+}
+
+// make dev's two other key sources: a key in MOMENTO_API_KEY, and a Secrets Manager secret
+// (SECRET_ID). Real Momento and AWS are out of reach here, so both point at stand-ins run apart
+// from dev.sh, holding a key dev.sh does not know: a 200 proves the function used the key it
+// was given, and dev.sh must not start a stand-in of its own.
+async function checkKeySources() {
+  const targetDir = process.env.CARGO_TARGET_DIR || path.join(root, 'target');
+  const standin = spawn(path.join(targetDir, 'debug/momento-standin'),
+    ['--port', String(await freePort()), '--api-key', 'given-key-not-the-dev-default', '--secret', 'tvm/dev'],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const vars = await readStandinVars(standin);
+    const sources = [
+      ['MOMENTO_API_KEY', { MOMENTO_API_KEY: vars.MOMENTO_API_KEY }, /with the key in MOMENTO_API_KEY/],
+      ['SECRET_ID', {
+        SECRET_ID: vars.SECRET_ID, AWS_ENDPOINT_URL_SECRETS_MANAGER: vars.AWS_ENDPOINT_URL_SECRETS_MANAGER,
+        AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE', AWS_SECRET_ACCESS_KEY: 'example-secret',
+        AWS_EC2_METADATA_DISABLED: 'true', AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent',
+      }, /with the key from Secrets Manager secret tvm\/dev/],
+    ];
+    for (const [label, extra, mode] of sources) {
+      const ports = { dev: await freePort(), standin: await freePort() };
+      const dev = await startDev(ports, { MOMENTO_ENDPOINT_OVERRIDE: vars.MOMENTO_ENDPOINT_OVERRIDE, ...extra });
+      try {
+        assert.match(dev.logs(), mode, label);
+        assert.doesNotMatch(dev.logs(), /\[stand-in\]/, `${label}: dev.sh started its own stand-in`);
+        const res = await fetch(`${dev.base}/tokens`);
+        const body = await res.json();
+        assert.equal(res.status, 200, `${label}: ${JSON.stringify(body)}`);
+        assert.ok(body.token && body.exp > Date.now() / 1000, label);
+        console.log(`  make dev with ${label}: no stand-in of its own, 200 with the given key`);
+      } finally {
+        stopDev(dev);
+      }
+    }
+  } finally {
+    standin.kill();
+  }
+}
+
 async function main() {
   await mkdir(outDir, { recursive: true });
   const ports = { dev: await freePort(), standin: await freePort(), control: await freePort() };
@@ -119,6 +173,7 @@ async function main() {
   try {
     console.log(`dev server ${dev.base}; page ${pageUrl}`);
     await checkBusyPort(ports);
+    await checkKeySources();
     await checkEvents(ports.dev);
 
     browser = await chromium.launch({

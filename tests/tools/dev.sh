@@ -2,7 +2,8 @@
 # `make dev`: run the function on 127.0.0.1 under `cargo lambda watch`.
 #
 # Key source, first match wins:
-#   SECRET_ID set         -> reads that Secrets Manager secret (AWS credentials from the environment)
+#   SECRET_ID set         -> reads that Secrets Manager secret (AWS credentials and region from
+#                            the environment), then talks to Momento
 #   MOMENTO_API_KEY set   -> talks to Momento directly (MOMENTO_ENDPOINT too for v2 keys)
 #   neither               -> starts the loopback Momento stand-in and uses a local key
 # Ports: DEV_PORT (default 9000) for HTTP/invoke, STANDIN_PORT (default 9090),
@@ -44,12 +45,13 @@ trap 'exit 130' INT TERM
 
 require_free "$DEV_PORT" DEV_PORT
 
+# An explicit MOMENTO_ENDPOINT_OVERRIDE is kept in the first two modes (a private endpoint, or a test's stand-in).
+via="${MOMENTO_ENDPOINT_OVERRIDE:+ via ${MOMENTO_ENDPOINT_OVERRIDE}}"
 if [ -n "${SECRET_ID:-}" ]; then
-  mode="Secrets Manager secret ${SECRET_ID}"
-  unset MOMENTO_API_KEY MOMENTO_ENDPOINT_OVERRIDE
+  mode="Momento${via}, with the key from Secrets Manager secret ${SECRET_ID}"
+  unset MOMENTO_API_KEY
 elif [ -n "${MOMENTO_API_KEY:-}" ]; then
-  mode="Momento, with the key in MOMENTO_API_KEY"
-  unset MOMENTO_ENDPOINT_OVERRIDE
+  mode="Momento${via}, with the key in MOMENTO_API_KEY"
 else
   require_free "$STANDIN_PORT" STANDIN_PORT
   [ -z "$CONTROL_PORT" ] || require_free "$CONTROL_PORT" CONTROL_PORT

@@ -1,11 +1,13 @@
 //! Runs the loopback Momento stand-in for local development (`make dev`) and
 //! the browser test.
 //!
-//! Usage: `momento-standin [--port N] [--api-key SECRET] [--control-port N]`.
+//! Usage: `momento-standin [--port N] [--api-key SECRET] [--control-port N] [--secret NAME]`.
 //! Prints the v1 API key the function should use, then serves until
 //! interrupted. With `--control-port`, `PUT /faults/{get|set|mint}` with a
 //! body of `internal`, `unavailable`, `resource_exhausted`, `hang` or `none`
-//! makes that operation misbehave (for error-path demos and tests).
+//! makes that operation misbehave (for error-path demos and tests). With
+//! `--secret NAME`, a loopback Secrets Manager also serves the key as secret
+//! NAME (`{"momento": "<key>"}`), for trying the `SECRET_ID` path.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::put;
 use axum::Router;
-use momento_standin::{v1_api_key, Fault, MomentoStandin, Op};
+use momento_standin::{v1_api_key, Fault, MomentoStandin, Op, SecretsStandin};
 
 fn fail(message: &str) -> ! {
     eprintln!("momento-standin: {message}");
@@ -52,6 +54,7 @@ async fn main() {
     let mut port: u16 = 9090;
     let mut control_port: Option<u16> = None;
     let mut api_key = "local-dev-key".to_string();
+    let mut secret_name: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next();
@@ -68,7 +71,8 @@ async fn main() {
                     }))
             }
             ("--api-key", Some(v)) => api_key = v,
-            _ => fail("usage: momento-standin [--port N] [--api-key SECRET] [--control-port N]"),
+            ("--secret", Some(v)) => secret_name = Some(v),
+            _ => fail("usage: momento-standin [--port N] [--api-key SECRET] [--control-port N] [--secret NAME]"),
         }
     }
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -92,12 +96,23 @@ async fn main() {
         });
         println!("control: http://{control}/faults/{{get|set|mint}}");
     }
+    let key = v1_api_key(&api_key, "momento.localhost");
+    // Kept alive until exit.
+    let _secrets = match secret_name {
+        Some(name) => {
+            let secrets = SecretsStandin::start().await.unwrap_or_else(|e| {
+                fail(&format!("cannot start the Secrets Manager stand-in: {e}"))
+            });
+            secrets.put(&name, &serde_json::json!({ "momento": key }).to_string());
+            println!("AWS_ENDPOINT_URL_SECRETS_MANAGER={}", secrets.url());
+            println!("SECRET_ID={name}");
+            Some(secrets)
+        }
+        None => None,
+    };
     println!("momento-standin listening on {}", standin.url());
     println!("MOMENTO_ENDPOINT_OVERRIDE={}", standin.url());
     // Printed last: scripts read up to this line to know the stand-in is serving.
-    println!(
-        "MOMENTO_API_KEY={}",
-        v1_api_key(&api_key, "momento.localhost")
-    );
+    println!("MOMENTO_API_KEY={key}");
     let _ = tokio::signal::ctrl_c().await;
 }
