@@ -220,7 +220,7 @@ async fn a_hung_cache_delays_the_answer_by_about_a_second_at_most() {
     let vended = vendor.vend(ip("203.0.113.10")).await.unwrap();
     let elapsed = started.elapsed();
     assert_eq!(vended.outcome, Outcome::Degraded);
-    assert!(elapsed < Duration::from_millis(1200), "took {elapsed:?}");
+    assert!(elapsed < Duration::from_millis(1250), "took {elapsed:?}");
 }
 
 #[tokio::test]
