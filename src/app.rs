@@ -3,14 +3,16 @@
 //! [`App`] owns the once-per-container state. The first request that needs a
 //! token runs the [`Initializer`] (secret read, client construction); success
 //! is kept for the life of the container, failure is not, so the next request
-//! tries again. Every request ends in exactly one structured log line.
+//! tries again. One exception to "kept": when Momento refuses the key (it was
+//! rotated or revoked), the clients are dropped and the next request reads the
+//! key again. Every request ends in exactly one structured log line.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use lambda_http::http::{HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
-use tokio::sync::OnceCell;
 
 use crate::http::{self, Route, INTERNAL_ERROR_MESSAGE};
 use crate::vending::{CallTimings, MintError, TokenCache, TokenMinter, Vendor};
@@ -36,10 +38,15 @@ pub trait Initializer: Send + Sync {
     ) -> impl Future<Output = Result<Vendor<Self::Cache, Self::Minter>, InitError>> + Send;
 }
 
+type SharedVendor<I> = Arc<Vendor<<I as Initializer>::Cache, <I as Initializer>::Minter>>;
+
 /// The function: routes, vends and logs.
 pub struct App<I: Initializer> {
     initializer: I,
-    vendor: OnceCell<Vendor<I::Cache, I::Minter>>,
+    /// The built clients; `None` until an init succeeds (and after the key is refused).
+    vendor: Mutex<Option<SharedVendor<I>>>,
+    /// One init at a time (the same role as `OnceCell`'s internal lock).
+    init: tokio::sync::Mutex<()>,
     cors_allow_origin: HeaderValue,
 }
 
@@ -76,14 +83,33 @@ impl<I: Initializer> App<I> {
     pub fn new(initializer: I, cors_allow_origin: &str) -> Self {
         App {
             initializer,
-            vendor: OnceCell::new(),
+            vendor: Mutex::new(None),
+            init: tokio::sync::Mutex::new(()),
             cors_allow_origin: cors_header(cors_allow_origin),
         }
     }
 
     /// Whether initialisation has succeeded in this container.
     pub fn is_initialized(&self) -> bool {
-        self.vendor.initialized()
+        self.slot().is_some()
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Option<SharedVendor<I>>> {
+        self.vendor.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The built vendor, initialising it first if needed. A failure is not kept.
+    async fn vendor(&self) -> Result<SharedVendor<I>, InitError> {
+        if let Some(vendor) = self.slot().clone() {
+            return Ok(vendor);
+        }
+        let _one_at_a_time = self.init.lock().await;
+        if let Some(vendor) = self.slot().clone() {
+            return Ok(vendor);
+        }
+        let vendor = Arc::new(self.initializer.init().await?);
+        *self.slot() = Some(vendor.clone());
+        Ok(vendor)
     }
 
     /// Answers one API Gateway request. Never fails: every problem becomes a
@@ -129,11 +155,7 @@ impl<I: Initializer> App<I> {
             }
         };
 
-        let vendor = match self
-            .vendor
-            .get_or_try_init(|| self.initializer.init())
-            .await
-        {
+        let vendor = match self.vendor().await {
             Ok(vendor) => vendor,
             Err(e) => {
                 return Served::new(
@@ -167,6 +189,23 @@ impl<I: Initializer> App<I> {
                 "error",
             )
             .because(MintError::RateLimited.to_string()),
+            Err(MintError::KeyRejected) => {
+                // Rotated or revoked key: drop these clients so that the next
+                // request reads the key again instead of failing until recycled.
+                *self.slot() = None;
+                Served::new(
+                    http::error_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        INTERNAL_ERROR_MESSAGE,
+                        cors,
+                    ),
+                    "error",
+                )
+                .because(format!(
+                    "{}; clients dropped, the next request reads the key again",
+                    MintError::KeyRejected
+                ))
+            }
             Err(e) => Served::new(
                 http::error_response(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -421,6 +460,56 @@ mod tests {
             body(&r),
             serde_json::json!({"message": "Something went wrong"})
         );
+    }
+
+    #[tokio::test]
+    async fn a_refused_key_drops_the_clients_so_the_next_request_reads_it_again() {
+        let app = app();
+        assert_eq!(
+            app.handle(event("rest-get-tokens-order.json"))
+                .await
+                .status(),
+            200
+        );
+        assert_eq!(app.initializer.attempts(), 1);
+
+        app.initializer.minter.on_mint(Behaviour::Reject);
+        let r = app.handle(event("rest-get-tokens-admin.json")).await;
+        assert_eq!(r.status(), 500);
+        assert_eq!(
+            body(&r),
+            serde_json::json!({"message": "Something went wrong"})
+        );
+        assert!(!app.is_initialized());
+
+        app.initializer.minter.on_mint(Behaviour::Work);
+        assert_eq!(
+            app.handle(event("rest-get-tokens-admin.json"))
+                .await
+                .status(),
+            200
+        );
+        assert_eq!(app.initializer.attempts(), 2, "re-initialised once");
+    }
+
+    #[tokio::test]
+    async fn other_mint_failures_keep_the_clients() {
+        let app = app();
+        app.initializer.minter.on_mint(Behaviour::Fail);
+        assert_eq!(
+            app.handle(event("rest-get-tokens-order.json"))
+                .await
+                .status(),
+            500
+        );
+        app.initializer.minter.on_mint(Behaviour::Work);
+        assert_eq!(
+            app.handle(event("rest-get-tokens-order.json"))
+                .await
+                .status(),
+            200
+        );
+        assert_eq!(app.initializer.attempts(), 1);
     }
 
     #[tokio::test]

@@ -26,6 +26,8 @@ pub enum Behaviour {
     Throttle,
     /// Succeeds without storing anything (cache set only): every get misses.
     Discard,
+    /// Refuses the API key (minter only).
+    Reject,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -76,7 +78,9 @@ impl MemoryCache {
 async fn act(behaviour: Behaviour) -> Result<(), CacheError> {
     match behaviour {
         Behaviour::Work | Behaviour::Discard => Ok(()),
-        Behaviour::Fail | Behaviour::Throttle => Err(CacheError::Failed("injected failure".into())),
+        Behaviour::Fail | Behaviour::Throttle | Behaviour::Reject => {
+            Err(CacheError::Failed("injected failure".into()))
+        }
         Behaviour::Hang => std::future::pending().await,
     }
 }
@@ -142,6 +146,7 @@ impl TokenMinter for CountingMinter {
             }
             Behaviour::Fail => Err(MintError::Failed("injected failure".into())),
             Behaviour::Throttle => Err(MintError::RateLimited),
+            Behaviour::Reject => Err(MintError::KeyRejected),
             Behaviour::Hang => std::future::pending().await,
         }
     }

@@ -102,6 +102,9 @@ impl TokenMinter for MomentoMinter {
             .await
             .map_err(|e| match e.error_code {
                 MomentoErrorCode::LimitExceededError => MintError::RateLimited,
+                MomentoErrorCode::AuthenticationError | MomentoErrorCode::PermissionError => {
+                    MintError::KeyRejected
+                }
                 code => MintError::Failed(format!("{code:?}: {}", e.message)),
             })?;
         let exp = response.clone().expires_at().epoch();

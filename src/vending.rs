@@ -61,6 +61,9 @@ pub enum MintError {
     RateLimited,
     /// The token service did not answer in time.
     Timeout,
+    /// The token service refused our API key (revoked or rotated): the
+    /// clients must be rebuilt from a fresh read of the key.
+    KeyRejected,
     /// Any other failure (the text is for logs only).
     Failed(String),
 }
@@ -70,6 +73,7 @@ impl fmt::Display for MintError {
         match self {
             MintError::RateLimited => f.write_str("token service rate limit exceeded"),
             MintError::Timeout => f.write_str("token service timed out"),
+            MintError::KeyRejected => f.write_str("token service refused the API key"),
             MintError::Failed(cause) => write!(f, "token mint failed: {cause}"),
         }
     }

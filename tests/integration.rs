@@ -180,7 +180,7 @@ async fn corrupt_cache_entries_are_overwritten() {
 }
 
 #[tokio::test]
-async fn the_api_key_travels_in_the_authorization_header() {
+async fn the_api_key_travels_in_the_authorization_header_and_a_refused_key_is_reported() {
     let standin = standin().await;
     let vendor = vendor_with_key(
         &standin,
@@ -188,7 +188,7 @@ async fn the_api_key_travels_in_the_authorization_header() {
         &[],
     );
     let result = vendor.vend(ip("203.0.113.10")).await;
-    assert!(matches!(result, Err(MintError::Failed(_))), "{result:?}");
+    assert_eq!(result, Err(MintError::KeyRejected));
     let recorded = standin.recorded();
     assert!(!recorded.is_empty());
     assert!(

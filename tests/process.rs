@@ -236,6 +236,32 @@ async fn a_failed_init_is_retried_on_the_next_request() {
 }
 
 #[tokio::test]
+async fn a_rotated_key_is_picked_up_by_a_warm_container() {
+    let f = start(&[]).await;
+    assert_eq!(call(&f, "rest-get-tokens-order.json").await.status, 200);
+    assert_eq!(f.secrets.reads(), 1);
+
+    // Rotate: Momento accepts only the new key, and the secret holds it.
+    let new_secret = "rotated-momento-secret-4c3b2a";
+    let new_key = momento_standin::v1_api_key(new_secret, "momento.localhost");
+    f.momento.set_api_key(new_secret);
+    f.secrets.put(
+        momento_standin::harness::SECRET_NAME,
+        &serde_json::json!({ "momento": new_key }).to_string(),
+    );
+
+    let refused = call(&f, "rest-get-tokens-admin.json").await;
+    assert_eq!(refused.status, 500, "the old key is refused once");
+    let recovered = call(&f, "rest-get-tokens-admin.json").await;
+    assert_eq!(recovered.status, 200, "{recovered:?}");
+    assert_eq!(f.secrets.reads(), 2, "the key was read again, once");
+
+    let logs = f.finish();
+    assert_eq!(outcomes(&logs), ["miss", "error", "miss"]);
+    assert!(!logs.contains(new_secret) && !logs.contains(&new_key));
+}
+
+#[tokio::test]
 async fn a_malformed_secret_is_a_500_and_does_not_leak() {
     let f = start(&[]).await;
     f.secrets.put(

@@ -73,7 +73,7 @@ type Items = HashMap<(String, Vec<u8>), (Vec<u8>, Instant)>;
 
 #[derive(Default)]
 struct State {
-    api_key: String,
+    api_key: Mutex<String>,
     token_endpoint: String,
     recorded: Mutex<Vec<Recorded>>,
     items: Mutex<Items>,
@@ -97,7 +97,7 @@ impl State {
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v == self.api_key);
+            .is_some_and(|v| v == *lock(&self.api_key));
         if !authorized {
             self.record(Recorded::Unauthenticated { op });
             return Err(Status::unauthenticated("Invalid signature"));
@@ -316,7 +316,7 @@ impl MomentoStandin {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
-            api_key: api_key.to_string(),
+            api_key: Mutex::new(api_key.to_string()),
             token_endpoint: "standin.momento.localhost".to_string(),
             ..State::default()
         });
@@ -365,6 +365,11 @@ impl MomentoStandin {
                 )
             })
             .count()
+    }
+
+    /// Accepts `api_key` from now on, and no other (a key rotation).
+    pub fn set_api_key(&self, api_key: &str) {
+        *lock(&self.state.api_key) = api_key.to_string();
     }
 
     /// Makes `op` misbehave until [`MomentoStandin::heal`].
