@@ -303,6 +303,20 @@ mod tests {
         }
     }
 
+    async fn status(app: &App<DoublesInit>, name: &str) -> u16 {
+        app.handle(event(name)).await.status().as_u16()
+    }
+
+    /// The generic 500: nothing about the cause reaches the caller.
+    fn assert_opaque_500(r: &Response<Body>) {
+        assert_eq!(r.status(), 500);
+        assert_common_headers(r);
+        assert_eq!(
+            body(r),
+            serde_json::json!({"message": "Something went wrong"})
+        );
+    }
+
     fn assert_common_headers(r: &Response<Body>) {
         assert_eq!(header(r, "access-control-allow-origin"), "*");
         assert_eq!(header(r, "content-type"), "application/json");
@@ -418,26 +432,11 @@ mod tests {
     async fn failed_init_is_a_500_and_is_retried_then_kept() {
         let app = App::new(DoublesInit::failing_first(1), "*");
         let r = app.handle(event("rest-get-tokens-order.json")).await;
-        assert_eq!(r.status(), 500);
-        assert_common_headers(&r);
-        assert_eq!(
-            body(&r),
-            serde_json::json!({"message": "Something went wrong"})
-        );
+        assert_opaque_500(&r);
         assert!(!app.is_initialized());
 
-        assert_eq!(
-            app.handle(event("rest-get-tokens-order.json"))
-                .await
-                .status(),
-            200
-        );
-        assert_eq!(
-            app.handle(event("rest-get-tokens-admin.json"))
-                .await
-                .status(),
-            200
-        );
+        assert_eq!(status(&app, "rest-get-tokens-order.json").await, 200);
+        assert_eq!(status(&app, "rest-get-tokens-admin.json").await, 200);
         assert_eq!(app.initializer.attempts(), 2);
     }
 
@@ -454,41 +453,22 @@ mod tests {
         let app = app();
         app.initializer.minter.on_mint(Behaviour::Fail);
         let r = app.handle(event("rest-get-tokens-order.json")).await;
-        assert_eq!(r.status(), 500);
-        assert_common_headers(&r);
-        assert_eq!(
-            body(&r),
-            serde_json::json!({"message": "Something went wrong"})
-        );
+        assert_opaque_500(&r);
     }
 
     #[tokio::test]
     async fn a_refused_key_drops_the_clients_so_the_next_request_reads_it_again() {
         let app = app();
-        assert_eq!(
-            app.handle(event("rest-get-tokens-order.json"))
-                .await
-                .status(),
-            200
-        );
+        assert_eq!(status(&app, "rest-get-tokens-order.json").await, 200);
         assert_eq!(app.initializer.attempts(), 1);
 
         app.initializer.minter.on_mint(Behaviour::Reject);
         let r = app.handle(event("rest-get-tokens-admin.json")).await;
-        assert_eq!(r.status(), 500);
-        assert_eq!(
-            body(&r),
-            serde_json::json!({"message": "Something went wrong"})
-        );
+        assert_opaque_500(&r);
         assert!(!app.is_initialized());
 
         app.initializer.minter.on_mint(Behaviour::Work);
-        assert_eq!(
-            app.handle(event("rest-get-tokens-admin.json"))
-                .await
-                .status(),
-            200
-        );
+        assert_eq!(status(&app, "rest-get-tokens-admin.json").await, 200);
         assert_eq!(app.initializer.attempts(), 2, "re-initialised once");
     }
 
@@ -496,19 +476,9 @@ mod tests {
     async fn other_mint_failures_keep_the_clients() {
         let app = app();
         app.initializer.minter.on_mint(Behaviour::Fail);
-        assert_eq!(
-            app.handle(event("rest-get-tokens-order.json"))
-                .await
-                .status(),
-            500
-        );
+        assert_eq!(status(&app, "rest-get-tokens-order.json").await, 500);
         app.initializer.minter.on_mint(Behaviour::Work);
-        assert_eq!(
-            app.handle(event("rest-get-tokens-order.json"))
-                .await
-                .status(),
-            200
-        );
+        assert_eq!(status(&app, "rest-get-tokens-order.json").await, 200);
         assert_eq!(app.initializer.attempts(), 1);
     }
 
@@ -556,11 +526,6 @@ mod tests {
             reason: "must be a whole number of seconds".into(),
         };
         let r = misconfigured_response(&event("rest-get-tokens-order.json"), &err);
-        assert_eq!(r.status(), 500);
-        assert_common_headers(&r);
-        assert_eq!(
-            body(&r),
-            serde_json::json!({"message": "Something went wrong"})
-        );
+        assert_opaque_500(&r);
     }
 }
