@@ -70,7 +70,7 @@ browser: tools browser-tools
 
 # Each benchmark once, in the test profile: proves the bench code builds and runs (no timings).
 bench-smoke:
-	cargo test --benches
+	cargo test --bench handler --bench process
 
 ## dev: run the function locally (stand-in Momento unless MOMENTO_API_KEY or SECRET_ID is set)
 dev: tools

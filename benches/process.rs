@@ -5,7 +5,7 @@
 //! handler` left in target/criterion) and writes test-output/bench.json.
 //!
 //! Under `cargo bench` (which passes `--bench`) it takes the full measurements;
-//! run any other way (`cargo test --benches`, as CI does) or with `--quick`, it
+//! run any other way (`cargo test --bench process`, as CI does) or with `--quick`, it
 //! is a short smoke run that writes test-output/bench-quick.json instead.
 
 use std::path::{Path, PathBuf};
