@@ -72,6 +72,19 @@ impl Served {
         self.cause = Some(cause.into());
         self
     }
+
+    /// The generic 500: the caller learns nothing, the log line gets `cause`.
+    fn opaque_500(cors: &HeaderValue, cause: impl Into<String>) -> Self {
+        Served::new(
+            http::error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                INTERNAL_ERROR_MESSAGE,
+                cors,
+            ),
+            "error",
+        )
+        .because(cause)
+    }
 }
 
 /// A `HeaderValue` for the CORS origin; config validation guarantees it parses.
@@ -157,17 +170,7 @@ impl<I: Initializer> App<I> {
 
         let vendor = match self.vendor().await {
             Ok(vendor) => vendor,
-            Err(e) => {
-                return Served::new(
-                    http::error_response(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        INTERNAL_ERROR_MESSAGE,
-                        cors,
-                    ),
-                    "error",
-                )
-                .because(format!("initialisation failed: {e}"))
-            }
+            Err(e) => return Served::opaque_500(cors, format!("initialisation failed: {e}")),
         };
 
         match vendor.vend(ip).await {
@@ -193,28 +196,15 @@ impl<I: Initializer> App<I> {
                 // Rotated or revoked key: drop these clients so that the next
                 // request reads the key again instead of failing until recycled.
                 *self.slot() = None;
-                Served::new(
-                    http::error_response(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        INTERNAL_ERROR_MESSAGE,
-                        cors,
-                    ),
-                    "error",
-                )
-                .because(format!(
-                    "{}; clients dropped, the next request reads the key again",
-                    MintError::KeyRejected
-                ))
-            }
-            Err(e) => Served::new(
-                http::error_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    INTERNAL_ERROR_MESSAGE,
+                Served::opaque_500(
                     cors,
-                ),
-                "error",
-            )
-            .because(e.to_string()),
+                    format!(
+                        "{}; clients dropped, the next request reads the key again",
+                        MintError::KeyRejected
+                    ),
+                )
+            }
+            Err(e) => Served::opaque_500(cors, e.to_string()),
         }
     }
 }
@@ -260,15 +250,7 @@ fn log_request(req: &Request, served: &Served, started: Instant) {
 /// and answers every request with the generic 500, logging the bad variable.
 pub fn misconfigured_response(req: &Request, error: &crate::config::ConfigError) -> Response<Body> {
     let started = Instant::now();
-    let served = Served::new(
-        http::error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            INTERNAL_ERROR_MESSAGE,
-            &cors_header("*"),
-        ),
-        "error",
-    )
-    .because(error.to_string());
+    let served = Served::opaque_500(&cors_header("*"), error.to_string());
     log_request(req, &served, started);
     served.response
 }
@@ -283,10 +265,12 @@ mod tests {
         App::new(DoublesInit::new(), "*")
     }
 
+    fn event_text(name: &str) -> String {
+        std::fs::read_to_string(format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
     fn event(name: &str) -> Request {
-        let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
-        let json = std::fs::read_to_string(&path).unwrap();
-        lambda_http::request::from_str(&json).unwrap()
+        lambda_http::request::from_str(&event_text(name)).unwrap()
     }
 
     fn header<'a>(r: &'a Response<Body>, name: &str) -> &'a str {
@@ -399,12 +383,7 @@ mod tests {
 
     #[tokio::test]
     async fn unparsable_source_ip_is_400() {
-        let json = std::fs::read_to_string(format!(
-            "{}/events/http-get-tokens.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-        .replace(
+        let json = event_text("http-get-tokens.json").replace(
             "\"sourceIp\": \"2001:DB8:0:0:0:0:0:5\"",
             "\"sourceIp\": \"not-an-ip\"",
         );

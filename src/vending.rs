@@ -213,11 +213,6 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
         }
     }
 
-    pub fn with_bounds(mut self, bounds: Bounds) -> Self {
-        self.bounds = bounds;
-        self
-    }
-
     /// Vends a token for the caller at `ip`.
     pub async fn vend(&self, ip: IpAddr) -> Result<Vended, MintError> {
         self.vend_at(ip, now_epoch()).await
@@ -229,9 +224,7 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
         let mut budget = self.bounds.cache_budget;
         let mut timings = CallTimings::default();
 
-        let started = Instant::now();
-        let cached = within(&mut budget, self.cache.get(&key)).await;
-        timings.get = Some(started.elapsed());
+        let cached = within(&mut budget, &mut timings.get, self.cache.get(&key)).await;
         let mut cache_problem = match cached {
             Ok(Some(cached)) if still_fresh(&cached, now) => {
                 return Ok(Vended {
@@ -254,9 +247,12 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
         let body = serde_json::to_string(&token)
             .map_err(|_| MintError::Failed("could not encode the vended token".into()))?;
 
-        let started = Instant::now();
-        let stored = within(&mut budget, self.cache.set(&key, &body, self.cache_ttl)).await;
-        timings.set = Some(started.elapsed());
+        let stored = within(
+            &mut budget,
+            &mut timings.set,
+            self.cache.set(&key, &body, self.cache_ttl),
+        )
+        .await;
         if let Err(e) = stored {
             let problem = format!("set: {e}");
             cache_problem = Some(match cache_problem {
@@ -278,10 +274,11 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
     }
 }
 
-/// Runs a cache call within what is left of the request's cache budget and
-/// charges the time it took.
+/// Runs a cache call within what is left of the request's cache budget,
+/// charges the budget the time it took and records that time in `took`.
 async fn within<T>(
     budget: &mut Duration,
+    took: &mut Option<Duration>,
     call: impl Future<Output = Result<T, CacheError>>,
 ) -> Result<T, CacheError> {
     if budget.is_zero() {
@@ -289,7 +286,9 @@ async fn within<T>(
     }
     let started = Instant::now();
     let result = tokio::time::timeout(*budget, call).await;
-    *budget = budget.saturating_sub(started.elapsed());
+    let elapsed = started.elapsed();
+    *took = Some(elapsed);
+    *budget = budget.saturating_sub(elapsed);
     result.unwrap_or(Err(CacheError::Timeout))
 }
 

@@ -352,6 +352,10 @@ async fn bad_configuration_is_logged_by_name_and_answered_with_500s() {
         );
     }
     assert_eq!(f.secrets.reads(), 0);
+    assert!(
+        f.runtime.init_errors().is_empty(),
+        "a bad variable must not become an init error (Lambda would restart the container)"
+    );
     let logs = f.finish();
     assert!(logs.contains("TOKEN_TTL_SECONDS"), "{logs}");
     assert_eq!(outcomes(&logs), ["error", "error"]);

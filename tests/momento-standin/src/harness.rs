@@ -124,11 +124,6 @@ impl FunctionUnderTest {
         self.invoke(&event).await
     }
 
-    /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
     /// The process id (for RSS readings).
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -339,10 +339,6 @@ impl MomentoStandin {
         })
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// The value for `MOMENTO_ENDPOINT_OVERRIDE`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
