@@ -89,7 +89,7 @@ cat <<MSG
 Token vending machine running locally against ${mode}.
 Try:
   curl -i ${BASE}/tokens          # first call: outcome=miss; again: outcome=hit, same token
-  cargo lambda invoke ${FUNCTION} -A 127.0.0.1 -P ${DEV_PORT} --data-file events/rest-get-tokens-order.json
+  .venv/bin/cargo-lambda lambda invoke ${FUNCTION} -A 127.0.0.1 -P ${DEV_PORT} --data-file events/rest-get-tokens-order.json
 (curl sends HTTP API v2 events; REST API v1 events reach the function only through cargo lambda invoke.)
 Ctrl-C stops everything.
 READY ${BASE}
