@@ -168,6 +168,10 @@ pub fn build_vendor(
 /// The production initialiser: key from Secrets Manager (or the environment), then clients.
 pub struct MomentoInit {
     config: Config,
+    /// Built on the first init that needs it and kept: a retried init or a
+    /// re-read after a refused key reads the secret again, but need not reload
+    /// the AWS configuration (the costliest part of the cold path).
+    secrets_client: tokio::sync::OnceCell<aws_sdk_secretsmanager::Client>,
 }
 
 impl MomentoInit {
@@ -177,7 +181,10 @@ impl MomentoInit {
                 tracing::warn!(endpoint = %o.url, "MOMENTO_ENDPOINT_OVERRIDE is plaintext: tokens cross the network unencrypted");
             }
         }
-        MomentoInit { config }
+        MomentoInit {
+            config,
+            secrets_client: tokio::sync::OnceCell::new(),
+        }
     }
 }
 
@@ -190,10 +197,10 @@ impl Initializer for MomentoInit {
         let (key, sdk_ms, secret_ms) = match &self.config.key_source {
             KeySource::SecretsManager { secret_id } => {
                 let started = Instant::now();
-                let client = client_from_env().await;
+                let client = self.secrets_client.get_or_init(client_from_env).await;
                 let sdk_ms = ms(started);
                 let started = Instant::now();
-                let key = read_momento_key(&client, secret_id).await?;
+                let key = read_momento_key(client, secret_id).await?;
                 (key, Some(sdk_ms), Some(ms(started)))
             }
             KeySource::Direct { api_key, endpoint } => {
