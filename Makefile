@@ -70,7 +70,7 @@ browser: tools browser-tools
 
 # Each benchmark once, in the test profile: proves the bench code builds and runs (no timings).
 bench-smoke:
-	cargo test --bench handler --bench process
+	cargo test --bench handler --bench process --bench crowd
 
 ## dev: run the function locally (stand-in Momento unless MOMENTO_API_KEY or SECRET_ID is set)
 dev: tools
@@ -80,3 +80,4 @@ dev: tools
 bench: tools
 	cargo bench --bench handler
 	cargo bench --bench process
+	cargo bench --bench crowd

@@ -179,7 +179,7 @@ impl<I: Initializer> App<I> {
                     http::token_response(vended.body, cors),
                     vended.outcome.as_str(),
                 );
-                served.cause = vended.cache_problem;
+                served.cause = vended.cause;
                 served.timings = vended.timings;
                 served
             }
@@ -340,7 +340,7 @@ mod tests {
         let app = app();
         let r = app.handle(event("http-get-tokens.json")).await;
         assert_eq!(r.status(), 200);
-        assert!(app.initializer.cache.entry("2001:db8::5-token").is_some());
+        assert!(app.initializer.cache.entry("2001:db8::/64-token").is_some());
     }
 
     #[tokio::test]

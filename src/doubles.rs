@@ -78,9 +78,8 @@ impl MemoryCache {
 async fn act(behaviour: Behaviour) -> Result<(), CacheError> {
     match behaviour {
         Behaviour::Work | Behaviour::Discard => Ok(()),
-        Behaviour::Fail | Behaviour::Throttle | Behaviour::Reject => {
-            Err(CacheError::Failed("injected failure".into()))
-        }
+        Behaviour::Fail | Behaviour::Throttle => Err(CacheError::Failed("injected failure".into())),
+        Behaviour::Reject => Err(CacheError::KeyRejected),
         Behaviour::Hang => std::future::pending().await,
     }
 }

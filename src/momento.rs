@@ -37,7 +37,12 @@ impl MomentoCache {
 }
 
 fn cache_error(e: MomentoError) -> CacheError {
-    CacheError::Failed(format!("{:?}: {}", e.error_code, e.message))
+    match e.error_code {
+        MomentoErrorCode::AuthenticationError | MomentoErrorCode::PermissionError => {
+            CacheError::KeyRejected
+        }
+        code => CacheError::Failed(format!("{code:?}: {}", e.message)),
+    }
 }
 
 impl TokenCache for MomentoCache {

@@ -8,7 +8,8 @@
 
 use std::fmt;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,8 @@ impl fmt::Debug for VendedToken {
 pub enum CacheError {
     /// The call did not finish within the request's cache budget.
     Timeout,
+    /// The cache refused our API key (revoked or rotated).
+    KeyRejected,
     /// The cache answered with an error (the text is for logs only).
     Failed(String),
 }
@@ -49,6 +52,7 @@ impl fmt::Display for CacheError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CacheError::Timeout => f.write_str("cache call timed out"),
+            CacheError::KeyRejected => f.write_str("the cache refused the API key"),
             CacheError::Failed(cause) => write!(f, "cache call failed: {cause}"),
         }
     }
@@ -80,6 +84,8 @@ impl fmt::Display for MintError {
 }
 
 impl std::error::Error for MintError {}
+
+impl std::error::Error for CacheError {}
 
 /// Where vended tokens are kept between requests (Momento cache in production).
 pub trait TokenCache: Send + Sync {
@@ -142,12 +148,16 @@ impl Default for Bounds {
 /// How a request was served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// A usable token came from the cache.
+    /// A usable token came from the caller's cache entry.
     Hit,
     /// A new token was minted and stored.
     Miss,
     /// A new token was minted but the cache failed on the way (get or set).
     Degraded,
+    /// A still-fresh token vended to another caller was handed out, because
+    /// the token service throttled us (or is being left alone after it did) or
+    /// the cache could not be read.
+    Shared,
 }
 
 impl Outcome {
@@ -156,11 +166,12 @@ impl Outcome {
             Outcome::Hit => "hit",
             Outcome::Miss => "miss",
             Outcome::Degraded => "degraded",
+            Outcome::Shared => "shared",
         }
     }
 }
 
-/// How long each outbound call of one vend took (absent: not made).
+/// How long each kind of outbound call of one vend took in total (absent: not made).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CallTimings {
     pub get: Option<Duration>,
@@ -174,15 +185,36 @@ pub struct Vended {
     /// The JSON body for the browser (`{"token": ..., "exp": ...}`).
     pub body: String,
     pub outcome: Outcome,
-    /// Why the request was degraded, for the log line.
-    pub cache_problem: Option<String>,
+    /// Why the request was degraded or shared, for the log line.
+    pub cause: Option<String>,
     /// For the log line: where the time went.
     pub timings: CallTimings,
 }
 
-/// The cache key for a caller: `<canonical ip>-token`.
+/// The cache key of the token every successful mint also writes, so that a
+/// container with nothing in memory can still share under throttling. No
+/// caller key can take this form (they all start with an address).
+pub const SHARED_KEY: &str = "tvm-shared-token";
+
+/// After a mint is refused for rate, the token service is left alone this
+/// long while there is a fresh token to share: Momento's control-plane bucket
+/// refills at a handful of tokens a second, so one second is about one token,
+/// and it matches the `Retry-After` that a 503 sends.
+pub const MINT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The cache key for a caller.
+///
+/// IPv4 (and IPv4-mapped IPv6) callers are keyed by address: `<ip>-token`.
+/// IPv6 callers are keyed by their /64 (`2001:db8:1:2::/64-token`): one
+/// subscriber holds a whole /64 and could otherwise mint a token per address.
 pub fn cache_key(ip: IpAddr) -> String {
-    format!("{ip}-token")
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let prefix = Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX));
+            format!("{prefix}/64-token")
+        }
+        _ => format!("{ip}-token"),
+    }
 }
 
 /// Seconds since the Unix epoch, now.
@@ -193,6 +225,22 @@ pub fn now_epoch() -> u64 {
         .unwrap_or(0)
 }
 
+/// A token body this container has vended, kept to share under throttling.
+#[derive(Clone)]
+struct Remembered {
+    body: String,
+    exp: u64,
+}
+
+/// What one container remembers between requests.
+#[derive(Default)]
+struct Memory {
+    /// The freshest token minted or served here.
+    freshest: Option<Remembered>,
+    /// No mint before this instant while there is a fresh token to share.
+    mint_quiet_until: Option<Instant>,
+}
+
 /// The vending machine: a cache, a minter and the lifetimes that bind them.
 pub struct Vendor<C, M> {
     cache: C,
@@ -200,6 +248,7 @@ pub struct Vendor<C, M> {
     token_ttl: Duration,
     cache_ttl: Duration,
     bounds: Bounds,
+    memory: Mutex<Memory>,
 }
 
 impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
@@ -210,6 +259,7 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
             token_ttl,
             cache_ttl,
             bounds: Bounds::default(),
+            memory: Mutex::new(Memory::default()),
         }
     }
 
@@ -218,43 +268,95 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
         self.vend_at(ip, now_epoch()).await
     }
 
-    /// Vends a token for the caller at `ip`, judging cached expiry against `now` (epoch seconds).
+    /// Vends a token for the caller at `ip`, judging expiry against `now` (epoch seconds).
+    ///
+    /// In order: the caller's own fresh cache entry; otherwise a new mint,
+    /// stored for the caller and under [`SHARED_KEY`]. A fresh token vended to
+    /// another caller is handed out instead of minting when the cache cannot
+    /// be read (a broken cache must not turn every request into a mint), while
+    /// the token service is backing off, and when a mint is refused for rate.
+    /// Only when no fresh token exists anywhere is the rate limit the caller's
+    /// answer.
     pub async fn vend_at(&self, ip: IpAddr, now: u64) -> Result<Vended, MintError> {
         let key = cache_key(ip);
-        let mut budget = self.bounds.cache_budget;
-        let mut timings = CallTimings::default();
-
-        let cached = within(&mut budget, &mut timings.get, self.cache.get(&key)).await;
-        let mut cache_problem = match cached {
-            Ok(Some(cached)) if still_fresh(&cached, now) => {
-                return Ok(Vended {
-                    body: cached,
-                    outcome: Outcome::Hit,
-                    cache_problem: None,
-                    timings,
-                })
-            }
-            // A corrupt or nearly expired entry is a miss; the set below overwrites it.
-            Ok(_) => None,
-            Err(e) => Some(format!("get: {e}")),
+        let mut call = Calls {
+            budget: self.bounds.cache_budget,
+            timings: CallTimings::default(),
         };
+
+        let mut cache_problem = match call.get(&self.cache, &key).await {
+            Ok(Some(cached)) => match fresh(&cached, now) {
+                Some(exp) => {
+                    self.remember(&cached, exp);
+                    return Ok(Vended {
+                        body: cached,
+                        outcome: Outcome::Hit,
+                        cause: None,
+                        timings: call.timings,
+                    });
+                }
+                // A corrupt or nearly expired entry is a miss; the set below overwrites it.
+                None => None,
+            },
+            Ok(None) => None,
+            // A refused key is not cache trouble: sharing would hide it until
+            // every remembered token expired. Report it so the clients are rebuilt.
+            Err(CacheError::KeyRejected) => return Err(MintError::KeyRejected),
+            Err(e) => {
+                let problem = format!("get: {e}");
+                if let Some(shared) = self.fresh_in_memory(now) {
+                    // The cache is in trouble: don't add a set to its load.
+                    return Ok(Vended {
+                        body: shared.body,
+                        outcome: Outcome::Shared,
+                        cause: Some(format!("{problem}; shared a token from memory")),
+                        timings: call.timings,
+                    });
+                }
+                Some(problem)
+            }
+        };
+
+        if self.mint_backing_off() {
+            if let Some(shared) = self.fresh_in_memory(now) {
+                let cause =
+                    "token service backing off after a throttled mint; shared a token from memory";
+                return Ok(self.share(&mut call, &key, shared, now, cause).await);
+            }
+        }
 
         let started = Instant::now();
         let minted =
             tokio::time::timeout(self.bounds.mint_timeout, self.minter.mint(self.token_ttl)).await;
-        timings.mint = Some(started.elapsed());
-        let token = minted.map_err(|_| MintError::Timeout)??;
+        call.timings.mint = Some(started.elapsed());
+        let token = match minted.map_err(|_| MintError::Timeout)? {
+            Ok(token) => token,
+            Err(MintError::RateLimited) => {
+                self.back_off_minting();
+                return match self.fresh_anywhere(&mut call, now).await {
+                    Some((shared, from)) => {
+                        let cause = format!("mint rate-limited; shared a token from {from}");
+                        Ok(self.share(&mut call, &key, shared, now, &cause).await)
+                    }
+                    None => Err(MintError::RateLimited),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         let body = serde_json::to_string(&token)
             .map_err(|_| MintError::Failed("could not encode the vended token".into()))?;
+        self.remember(&body, token.exp);
 
-        let stored = within(
-            &mut budget,
-            &mut timings.set,
-            self.cache.set(&key, &body, self.cache_ttl),
-        )
-        .await;
-        if let Err(e) = stored {
-            let problem = format!("set: {e}");
+        let ttl = self.ttl_for(token.exp, now);
+        let (own, shared) = call
+            .set_both(&self.cache, (&key, SHARED_KEY), &body, ttl)
+            .await;
+        let problems = [
+            own.err().map(|e| e.to_string()),
+            shared.err().map(|e| format!("{e} ({SHARED_KEY})")),
+        ];
+        for problem in problems.into_iter().flatten() {
+            let problem = format!("set: {problem}");
             cache_problem = Some(match cache_problem {
                 Some(earlier) => format!("{earlier}; {problem}"),
                 None => problem,
@@ -268,14 +370,147 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
             } else {
                 Outcome::Miss
             },
-            cache_problem,
-            timings,
+            cause: cache_problem,
+            timings: call.timings,
         })
+    }
+
+    /// Hands `shared` to the caller and stores it under the caller's key, so
+    /// that the caller's next visit is a plain hit.
+    async fn share(
+        &self,
+        call: &mut Calls,
+        key: &str,
+        shared: Remembered,
+        now: u64,
+        cause: &str,
+    ) -> Vended {
+        let ttl = self.ttl_for(shared.exp, now);
+        let cause = match call.set(&self.cache, key, &shared.body, ttl).await {
+            Ok(()) => cause.to_string(),
+            Err(e) => format!("{cause}; set: {e}"),
+        };
+        Vended {
+            body: shared.body,
+            outcome: Outcome::Shared,
+            cause: Some(cause),
+            timings: call.timings,
+        }
+    }
+
+    /// A fresh token from this container's memory, or else from the cache's
+    /// shared key; with where it came from, for the log.
+    async fn fresh_anywhere(
+        &self,
+        call: &mut Calls,
+        now: u64,
+    ) -> Option<(Remembered, &'static str)> {
+        if let Some(t) = self.fresh_in_memory(now) {
+            return Some((t, "memory"));
+        }
+        let body = call.get(&self.cache, SHARED_KEY).await.ok().flatten()?;
+        let exp = fresh(&body, now)?;
+        self.remember(&body, exp);
+        Some((Remembered { body, exp }, "the cache's shared key"))
+    }
+
+    /// How long a token expiring at `exp` may sit in the cache: the cache TTL,
+    /// or less when the token would otherwise outlive its refresh margin there.
+    fn ttl_for(&self, exp: u64, now: u64) -> Duration {
+        let usable = exp
+            .saturating_sub(now)
+            .saturating_sub(REFRESH_MARGIN.as_secs())
+            .max(1);
+        self.cache_ttl.min(Duration::from_secs(usable))
+    }
+
+    fn memory(&self) -> MutexGuard<'_, Memory> {
+        self.memory.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `body` if it outlives the freshest token remembered so far.
+    fn remember(&self, body: &str, exp: u64) {
+        let mut memory = self.memory();
+        if memory.freshest.as_ref().is_none_or(|t| t.exp < exp) {
+            memory.freshest = Some(Remembered {
+                body: body.to_string(),
+                exp,
+            });
+        }
+    }
+
+    fn fresh_in_memory(&self, now: u64) -> Option<Remembered> {
+        self.memory()
+            .freshest
+            .clone()
+            .filter(|t| t.exp > now.saturating_add(REFRESH_MARGIN.as_secs()))
+    }
+
+    fn back_off_minting(&self) {
+        self.memory().mint_quiet_until = Some(Instant::now() + MINT_BACKOFF);
+    }
+
+    fn mint_backing_off(&self) -> bool {
+        self.memory()
+            .mint_quiet_until
+            .is_some_and(|until| Instant::now() < until)
+    }
+}
+
+/// The cache calls of one request: they share one time budget, and their
+/// durations are summed per kind for the log line.
+struct Calls {
+    budget: Duration,
+    timings: CallTimings,
+}
+
+impl Calls {
+    async fn get(
+        &mut self,
+        cache: &impl TokenCache,
+        key: &str,
+    ) -> Result<Option<String>, CacheError> {
+        within(&mut self.budget, &mut self.timings.get, cache.get(key)).await
+    }
+
+    async fn set(
+        &mut self,
+        cache: &impl TokenCache,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        within(
+            &mut self.budget,
+            &mut self.timings.set,
+            cache.set(key, value, ttl),
+        )
+        .await
+    }
+
+    /// Two sets of one value, side by side: one wait instead of two.
+    async fn set_both(
+        &mut self,
+        cache: &impl TokenCache,
+        (first, second): (&str, &str),
+        value: &str,
+        ttl: Duration,
+    ) -> (Result<(), CacheError>, Result<(), CacheError>) {
+        let both = async {
+            Ok(tokio::join!(
+                cache.set(first, value, ttl),
+                cache.set(second, value, ttl)
+            ))
+        };
+        match within(&mut self.budget, &mut self.timings.set, both).await {
+            Ok(results) => results,
+            Err(e) => (Err(e.clone()), Err(e)),
+        }
     }
 }
 
 /// Runs a cache call within what is left of the request's cache budget,
-/// charges the budget the time it took and records that time in `took`.
+/// charges the budget the time it took and adds that time to `took`.
 async fn within<T>(
     budget: &mut Duration,
     took: &mut Option<Duration>,
@@ -287,16 +522,18 @@ async fn within<T>(
     let started = Instant::now();
     let result = tokio::time::timeout(*budget, call).await;
     let elapsed = started.elapsed();
-    *took = Some(elapsed);
+    *took = Some(took.unwrap_or_default() + elapsed);
     *budget = budget.saturating_sub(elapsed);
     result.unwrap_or(Err(CacheError::Timeout))
 }
 
-/// A cached value is reusable when it is a vended token that outlives the refresh margin.
-fn still_fresh(cached: &str, now: u64) -> bool {
+/// The expiry of a cached value that is a vended token outliving the refresh
+/// margin; `None` for anything else (corrupt, empty, nearly expired).
+fn fresh(cached: &str, now: u64) -> Option<u64> {
     serde_json::from_str::<VendedToken>(cached)
-        .map(|t| !t.token.is_empty() && t.exp > now.saturating_add(REFRESH_MARGIN.as_secs()))
-        .unwrap_or(false)
+        .ok()
+        .filter(|t| !t.token.is_empty() && t.exp > now.saturating_add(REFRESH_MARGIN.as_secs()))
+        .map(|t| t.exp)
 }
 
 #[cfg(test)]
@@ -382,12 +619,28 @@ mod tests {
         assert_eq!(r.minter.calls(), 2);
     }
 
-    #[tokio::test]
-    async fn ipv6_keys_use_the_canonical_form() {
-        let r = rig();
-        r.vendor.vend(ip("2001:DB8:0:0:0:0:0:5")).await.unwrap();
-        assert!(r.cache.entry("2001:db8::5-token").is_some());
+    #[test]
+    fn ipv6_callers_are_keyed_by_their_64_and_ipv4_by_address() {
+        assert_eq!(
+            cache_key(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            "2001:db8:1:2::/64-token"
+        );
+        assert_eq!(cache_key(ip("2001:DB8:0:0:0:0:0:5")), "2001:db8::/64-token");
+        assert_eq!(cache_key(ip("203.0.113.10")), "203.0.113.10-token");
         assert_eq!(cache_key(ip("::ffff:10.0.0.1")), "::ffff:10.0.0.1-token");
+        assert_eq!(cache_key(ip("::1")), "::/64-token");
+    }
+
+    #[tokio::test]
+    async fn two_addresses_in_one_ipv6_64_get_one_token_from_one_mint() {
+        let r = rig();
+        let a = r.vendor.vend(ip("2001:db8:1:2::a")).await.unwrap();
+        let b = r.vendor.vend(ip("2001:db8:1:2:ffff::b")).await.unwrap();
+        let other = r.vendor.vend(ip("2001:db8:1:3::a")).await.unwrap();
+        assert_eq!((a.outcome, b.outcome), (Outcome::Miss, Outcome::Hit));
+        assert_eq!(a.body, b.body);
+        assert_ne!(a.body, other.body, "another /64 is another caller");
+        assert_eq!(r.minter.calls(), 2);
     }
 
     #[tokio::test]
@@ -433,9 +686,13 @@ mod tests {
         r.cache.on_get(Behaviour::Fail);
         let vended = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
         assert_eq!(vended.outcome, Outcome::Degraded);
-        assert!(vended.cache_problem.unwrap().starts_with("get:"));
+        assert!(vended.cause.unwrap().starts_with("get:"));
         assert_eq!(parse(&vended.body).token, "minted-1");
-        assert_eq!(r.cache.sets(), 1, "the fresh token is still stored");
+        assert_eq!(
+            r.cache.entry("203.0.113.10-token").unwrap().0,
+            vended.body,
+            "the fresh token is still stored"
+        );
     }
 
     #[tokio::test]
@@ -444,7 +701,7 @@ mod tests {
         r.cache.on_set(Behaviour::Fail);
         let vended = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
         assert_eq!(vended.outcome, Outcome::Degraded);
-        assert!(vended.cache_problem.unwrap().starts_with("set:"));
+        assert!(vended.cause.unwrap().starts_with("set:"));
         assert_eq!(parse(&vended.body).token, "minted-1");
     }
 
@@ -468,7 +725,7 @@ mod tests {
         let vended = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
         assert_eq!(vended.outcome, Outcome::Degraded);
         assert!(started.elapsed() <= Bounds::default().cache_budget);
-        assert_eq!(r.cache.sets(), 1);
+        assert_eq!(r.cache.sets(), 2, "the caller's key and the shared key");
     }
 
     #[tokio::test]
@@ -502,6 +759,171 @@ mod tests {
             Err(MintError::Timeout)
         );
         assert_eq!(started.elapsed(), Bounds::default().mint_timeout);
+    }
+
+    fn token_json(token: &str, exp: u64) -> String {
+        format!(r#"{{"token":"{token}","exp":{exp}}}"#)
+    }
+
+    #[tokio::test]
+    async fn a_miss_also_writes_the_shared_key() {
+        let r = rig();
+        let vended = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        let (shared, ttl) = r.cache.entry(SHARED_KEY).unwrap();
+        assert_eq!(shared, vended.body);
+        assert_eq!(ttl, CACHE_TTL);
+    }
+
+    #[tokio::test]
+    async fn a_throttled_mint_shares_the_freshest_token_in_memory_under_the_callers_key() {
+        let r = rig();
+        let first = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        r.minter.on_mint(Behaviour::Throttle);
+        let shared = r.vendor.vend(ip("198.51.100.7")).await.unwrap();
+        assert_eq!(shared.outcome, Outcome::Shared);
+        assert_eq!(shared.body, first.body);
+        assert!(shared.cause.unwrap().contains("memory"));
+        let (stored, ttl) = r.cache.entry("198.51.100.7-token").unwrap();
+        assert_eq!(stored, first.body, "the caller's next visit is a plain hit");
+        assert!(ttl <= CACHE_TTL);
+        let again = r.vendor.vend(ip("198.51.100.7")).await.unwrap();
+        assert_eq!(again.outcome, Outcome::Hit);
+        assert_eq!(r.minter.calls(), 2, "the hit minted nothing");
+    }
+
+    #[tokio::test]
+    async fn with_nothing_in_memory_the_shared_key_in_the_cache_is_served() {
+        let r = rig();
+        let now = now_epoch();
+        let elsewhere = token_json("minted-by-another-container", now + 3000);
+        r.cache.insert(SHARED_KEY, &elsewhere);
+        r.minter.on_mint(Behaviour::Throttle);
+        let vended = r.vendor.vend_at(ip("203.0.113.10"), now).await.unwrap();
+        assert_eq!(vended.outcome, Outcome::Shared);
+        assert_eq!(vended.body, elsewhere);
+        let (stored, ttl) = r.cache.entry("203.0.113.10-token").unwrap();
+        assert_eq!(stored, elsewhere);
+        assert_eq!(
+            ttl,
+            Duration::from_secs(3000 - REFRESH_MARGIN.as_secs()),
+            "no longer than the shared token stays fresh"
+        );
+    }
+
+    #[tokio::test]
+    async fn with_no_fresh_token_anywhere_a_throttled_mint_is_rate_limited() {
+        let r = rig();
+        r.minter.on_mint(Behaviour::Throttle);
+        assert_eq!(
+            r.vendor.vend(ip("203.0.113.10")).await,
+            Err(MintError::RateLimited)
+        );
+        assert!(r.cache.entry("203.0.113.10-token").is_none());
+        assert_eq!(r.minter.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_token_within_the_refresh_margin_is_never_shared() {
+        let r = rig();
+        let first = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        let exp = parse(&first.body).exp;
+        // The shared key holds the same token; both it and memory are now at the margin.
+        r.minter.on_mint(Behaviour::Throttle);
+        assert_eq!(
+            r.vendor.vend_at(ip("198.51.100.7"), exp - 60).await,
+            Err(MintError::RateLimited)
+        );
+        // One second earlier, the same token is still fresh enough to share.
+        let shared = r
+            .vendor
+            .vend_at(ip("198.51.100.8"), exp - 61)
+            .await
+            .unwrap();
+        assert_eq!(shared.outcome, Outcome::Shared);
+        assert_eq!(shared.body, first.body);
+    }
+
+    #[tokio::test]
+    async fn a_stale_shared_key_is_not_served() {
+        let r = rig();
+        let now = now_epoch();
+        r.cache.insert(SHARED_KEY, &token_json("old", now + 60));
+        r.minter.on_mint(Behaviour::Throttle);
+        assert_eq!(
+            r.vendor.vend_at(ip("203.0.113.10"), now).await,
+            Err(MintError::RateLimited)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_get_with_a_fresh_token_in_memory_does_not_mint() {
+        let r = rig();
+        let first = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        r.cache.on_get(Behaviour::Fail);
+        let vended = r.vendor.vend(ip("198.51.100.7")).await.unwrap();
+        assert_eq!(vended.outcome, Outcome::Shared);
+        assert_eq!(vended.body, first.body);
+        assert!(vended.cause.unwrap().starts_with("get:"));
+        assert_eq!(r.minter.calls(), 1, "cache trouble did not become a mint");
+    }
+
+    #[tokio::test]
+    async fn a_key_refused_by_the_cache_is_reported_not_hidden_by_sharing() {
+        let r = rig();
+        r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        r.cache.on_get(Behaviour::Reject);
+        assert_eq!(
+            r.vendor.vend(ip("198.51.100.7")).await,
+            Err(MintError::KeyRejected)
+        );
+        assert_eq!(r.minter.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_hit_is_remembered_for_sharing() {
+        let r = rig();
+        let cached = token_json("cached-token", now_epoch() + 900);
+        r.cache.insert("203.0.113.10-token", &cached);
+        assert_eq!(
+            r.vendor.vend(ip("203.0.113.10")).await.unwrap().outcome,
+            Outcome::Hit
+        );
+        r.minter.on_mint(Behaviour::Throttle);
+        let shared = r.vendor.vend(ip("198.51.100.7")).await.unwrap();
+        assert_eq!(shared.body, cached);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_throttled_mint_the_token_service_is_left_alone_for_the_back_off() {
+        let r = rig();
+        r.vendor.vend(ip("203.0.113.1")).await.unwrap();
+        r.minter.on_mint(Behaviour::Throttle);
+        let shared = r.vendor.vend(ip("203.0.113.2")).await.unwrap();
+        assert_eq!(shared.outcome, Outcome::Shared);
+        assert_eq!(r.minter.calls(), 2);
+
+        r.minter.on_mint(Behaviour::Work);
+        tokio::time::advance(MINT_BACKOFF - Duration::from_millis(1)).await;
+        let quiet = r.vendor.vend(ip("203.0.113.3")).await.unwrap();
+        assert_eq!(quiet.outcome, Outcome::Shared);
+        assert!(quiet.cause.unwrap().contains("backing off"));
+        assert_eq!(r.minter.calls(), 2, "no call during the back-off");
+
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let minted = r.vendor.vend(ip("203.0.113.4")).await.unwrap();
+        assert_eq!(minted.outcome, Outcome::Miss);
+        assert_eq!(r.minter.calls(), 3, "minting resumes after the back-off");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_back_off_does_not_hold_back_a_caller_with_nothing_to_share() {
+        let r = rig();
+        r.minter.on_mint(Behaviour::Throttle);
+        assert!(r.vendor.vend(ip("203.0.113.1")).await.is_err());
+        r.minter.on_mint(Behaviour::Work);
+        let vended = r.vendor.vend(ip("203.0.113.2")).await.unwrap();
+        assert_eq!(vended.outcome, Outcome::Miss);
+        assert_eq!(r.minter.calls(), 2);
     }
 
     #[test]

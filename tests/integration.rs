@@ -9,11 +9,13 @@ use base64::Engine;
 use momento_protos::permission_messages::{
     permissions, permissions_type, ExplicitPermissions, Permissions, PermissionsType, TopicRole,
 };
-use momento_standin::{v1_api_key, Fault, MomentoStandin, Op, Recorded, SecretsStandin};
+use momento_standin::{v1_api_key, Fault, MomentoStandin, Op, Plane, Recorded, SecretsStandin};
 use token_vending_machine::config::Config;
 use token_vending_machine::momento::{build_vendor, MomentoCache, MomentoMinter};
 use token_vending_machine::secrets::{read_momento_key, MomentoKey};
-use token_vending_machine::vending::{now_epoch, MintError, Outcome, VendedToken, Vendor};
+use token_vending_machine::vending::{
+    now_epoch, MintError, Outcome, VendedToken, Vendor, SHARED_KEY,
+};
 
 const SECRET: &str = "integration-secret-key";
 
@@ -85,7 +87,7 @@ async fn miss_mints_the_exact_scope_and_caches_with_the_exact_key_and_ttl() {
     let token: VendedToken = serde_json::from_str(&vended.body).unwrap();
 
     let recorded = standin.recorded();
-    assert_eq!(recorded.len(), 3, "{recorded:?}");
+    assert_eq!(recorded.len(), 4, "{recorded:?}");
     assert_eq!(
         recorded[0],
         Recorded::Get {
@@ -101,15 +103,16 @@ async fn miss_mints_the_exact_scope_and_caches_with_the_exact_key_and_ttl() {
             token_id: String::new(),
         }
     );
-    assert_eq!(
-        recorded[2],
-        Recorded::Set {
+    // The caller's key and the shared key, written side by side (either order).
+    for key in ["203.0.113.10-token", SHARED_KEY] {
+        let set = Recorded::Set {
             cache: "pizza".into(),
-            key: b"203.0.113.10-token".to_vec(),
+            key: key.as_bytes().to_vec(),
             value: vended.body.clone().into_bytes(),
             ttl_milliseconds: 3_300_000,
-        }
-    );
+        };
+        assert!(recorded[2..].contains(&set), "{key}: {recorded:?}");
+    }
 
     // The token is the SDK's auth token string for the disposable key the service issued.
     let decoded = base64::engine::general_purpose::STANDARD
@@ -135,7 +138,7 @@ async fn second_vend_is_a_hit_served_from_the_real_cache() {
     assert_eq!(standin.count(Op::Mint), 1);
     let other = vendor.vend(ip("2001:db8::7")).await.unwrap();
     assert_ne!(other.body, first.body);
-    assert!(standin.item("pizza", "2001:db8::7-token").is_some());
+    assert!(standin.item("pizza", "2001:db8::/64-token").is_some());
 }
 
 #[tokio::test]
@@ -207,7 +210,11 @@ async fn failing_cache_still_vends_degraded() {
     let vended = vendor(&standin).vend(ip("203.0.113.10")).await.unwrap();
     assert_eq!(vended.outcome, Outcome::Degraded);
     assert_eq!(standin.count(Op::Mint), 1);
-    assert_eq!(standin.count(Op::Set), 1);
+    assert_eq!(
+        standin.count(Op::Set),
+        2,
+        "the caller's key and the shared key"
+    );
 }
 
 #[tokio::test]
@@ -231,8 +238,8 @@ async fn a_slow_cache_within_the_budget_is_not_degraded() {
     let started = Instant::now();
     let vended = vendor.vend(ip("203.0.113.10")).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(300));
-    assert_eq!(vended.outcome, Outcome::Miss, "{:?}", vended.cache_problem);
-    assert_eq!(standin.count(Op::Set), 1);
+    assert_eq!(vended.outcome, Outcome::Miss, "{:?}", vended.cause);
+    assert_eq!(standin.count(Op::Set), 2);
 }
 
 #[tokio::test]
@@ -243,6 +250,58 @@ async fn throttled_mint_is_rate_limited() {
         vendor(&standin).vend(ip("203.0.113.10")).await,
         Err(MintError::RateLimited)
     );
+}
+
+#[tokio::test]
+async fn mints_over_the_account_rate_limit_share_a_fresh_token_in_memory_then_in_the_cache() {
+    let standin = standin().await;
+    // One mint, then none: the bucket never refills, so the test does not race the clock.
+    standin.limit(Plane::Control, 0, 1);
+    let container = vendor(&standin);
+    let first = container.vend(ip("203.0.113.10")).await.unwrap();
+    assert_eq!(first.outcome, Outcome::Miss);
+
+    let shared = container.vend(ip("203.0.113.20")).await.unwrap();
+    assert_eq!(shared.outcome, Outcome::Shared, "{:?}", shared.cause);
+    assert_eq!(shared.body, first.body);
+    assert_eq!(
+        standin.item("pizza", "203.0.113.20-token").unwrap(),
+        first.body.clone().into_bytes()
+    );
+
+    // A fresh container has nothing in memory: it finds the shared key.
+    let fresh_container = vendor(&standin);
+    let from_cache = fresh_container.vend(ip("203.0.113.30")).await.unwrap();
+    assert_eq!(
+        from_cache.outcome,
+        Outcome::Shared,
+        "{:?}",
+        from_cache.cause
+    );
+    assert_eq!(from_cache.body, first.body);
+    assert_eq!(standin.count(Op::Mint), 1);
+    assert_eq!(
+        standin.throttled(Op::Mint),
+        2,
+        "both refusals were the SDK's LimitExceeded"
+    );
+}
+
+#[tokio::test]
+async fn over_the_cache_rate_limit_a_fresh_token_in_memory_is_served_without_minting() {
+    let standin = standin().await;
+    let container = vendor(&standin);
+    let first = container.vend(ip("203.0.113.10")).await.unwrap();
+    standin.limit(Plane::Data, 0, 0);
+    let shared = container.vend(ip("203.0.113.20")).await.unwrap();
+    assert_eq!(shared.outcome, Outcome::Shared);
+    assert_eq!(shared.body, first.body);
+    assert_eq!(
+        standin.count(Op::Mint),
+        1,
+        "a throttled cache did not become a mint"
+    );
+    assert_eq!(standin.throttled(Op::Get), 1);
 }
 
 #[tokio::test]

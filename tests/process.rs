@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use momento_standin::{Answer, Fault, FunctionUnderTest, HttpAnswer, Op, Recorded};
+use momento_standin::{
+    Answer, Fault, FunctionUnderTest, HttpAnswer, Op, Plane, Recorded, Standins,
+};
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_token-vending-machine"))
@@ -119,7 +121,7 @@ async fn cold_then_warm_per_caller_tokens_secret_read_once() {
             "203.0.113.10-token",
             "203.0.113.10-token",
             "203.0.113.20-token",
-            "2001:db8::5-token"
+            "2001:db8::/64-token"
         ]
     );
 
@@ -335,7 +337,8 @@ async fn momento_faults_map_to_the_documented_answers() {
     let logs = f.finish();
     assert_eq!(
         outcomes(&logs),
-        ["error", "error", "degraded", "degraded", "error"]
+        ["error", "error", "degraded", "shared", "error"],
+        "a failed get with a fresh token in memory shares it instead of minting"
     );
 }
 
@@ -406,4 +409,104 @@ async fn every_sample_event_gets_its_expected_status() {
         let status = HttpAnswer::from_answer(&answer).map(|a| u64::from(a.status));
         assert_eq!(status, expected.as_u64(), "{name}: {answer:?}");
     }
+}
+
+/// The order event from another caller (REST v1 source IP).
+fn event_from(ip: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(event("rest-get-tokens-order.json")).unwrap();
+    let mut e: serde_json::Value = serde_json::from_str(&text).unwrap();
+    e["requestContext"]["identity"]["sourceIp"] = serde_json::json!(ip);
+    e
+}
+
+#[tokio::test]
+async fn a_crowd_of_new_callers_all_get_tokens_within_momentos_mint_limit() {
+    let f = start(&[]).await;
+    // Momento's documented control-plane default: 5 a second.
+    f.momento.limit(Plane::Control, 5, 5);
+    let started = Instant::now();
+    let events: Vec<_> = (0..20)
+        .map(|i| event_from(&format!("198.51.100.{}", i + 1)))
+        .collect();
+    let answers: Vec<HttpAnswer> = f
+        .invoke_all(&events)
+        .await
+        .iter()
+        .map(|a| HttpAnswer::from_answer(a).expect("an HTTP answer"))
+        .collect();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "20 callers took {elapsed:?}"
+    );
+    for a in &answers {
+        assert_eq!(a.status, 200, "{a:?}");
+        assert!(
+            a.json()["exp"].as_u64().unwrap() > token_vending_machine::vending::now_epoch() + 60
+        );
+    }
+    let mints = f.momento.count(Op::Mint);
+    let allowed = 5 + (5.0 * elapsed.as_secs_f64()).ceil() as usize;
+    assert!(mints <= allowed, "{mints} mints in {elapsed:?}");
+    assert!(mints < 20, "some callers were given a shared token");
+    let logs = f.finish();
+    let outcomes = outcomes(&logs);
+    assert_eq!(outcomes.iter().filter(|o| *o == "miss").count(), mints);
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "shared").count(),
+        20 - mints,
+        "{outcomes:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_container_started_under_throttling_shares_through_the_cache() {
+    let standins = Standins::start().await.unwrap();
+    // One mint for the whole account, then none.
+    standins.momento.limit(Plane::Control, 0, 1);
+    let first = FunctionUnderTest::start_with(binary(), &[], &standins)
+        .await
+        .unwrap();
+    let minted = call(&first, "rest-get-tokens-order.json").await;
+    assert_eq!(minted.status, 200);
+
+    let second = FunctionUnderTest::start_with(binary(), &[], &standins)
+        .await
+        .unwrap();
+    let shared = call(&second, "rest-get-tokens-admin.json").await;
+    assert_eq!(shared.status, 200, "{shared:?}");
+    assert_eq!(
+        shared.body, minted.body,
+        "the token minted by the first container"
+    );
+    let again = call(&second, "rest-get-tokens-admin.json").await;
+    assert_eq!(again.body, minted.body);
+    assert_eq!(standins.momento.count(Op::Mint), 1);
+    assert_eq!(standins.momento.throttled(Op::Mint), 1);
+
+    let logs = second.finish();
+    assert_eq!(outcomes(&logs), ["shared", "hit"]);
+    assert_no_secrets_in(
+        &logs,
+        &standins.api_key,
+        &[minted.json()["token"].as_str().unwrap().to_string()],
+    );
+    first.finish();
+}
+
+#[tokio::test]
+async fn two_addresses_in_one_ipv6_64_get_one_token_from_one_mint() {
+    let f = start(&[]).await;
+    let text = std::fs::read_to_string(event("http-get-tokens.json")).unwrap();
+    let mut a: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut b = a.clone();
+    a["requestContext"]["http"]["sourceIp"] = serde_json::json!("2001:db8:1:2::a");
+    b["requestContext"]["http"]["sourceIp"] = serde_json::json!("2001:db8:1:2:ffff:ffff:ffff:b");
+    let first = HttpAnswer::from_answer(&f.invoke(&a).await).unwrap();
+    let second = HttpAnswer::from_answer(&f.invoke(&b).await).unwrap();
+    assert_eq!((first.status, second.status), (200, 200));
+    assert_eq!(first.body, second.body);
+    assert_eq!(f.momento.count(Op::Mint), 1);
+    assert!(f.momento.item("pizza", "2001:db8:1:2::/64-token").is_some());
+    assert_eq!(outcomes(&f.finish()), ["miss", "hit"]);
 }

@@ -3,10 +3,13 @@
 //!
 //! Used by the process tests, the event checks and the process benchmark.
 
+use std::future::Future;
 use std::io::Read;
 use std::path::Path;
+use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -17,10 +20,38 @@ pub const SECRET_NAME: &str = "tvm/momento";
 /// The secret inside the v1 API key the stand-in accepts.
 pub const MOMENTO_SECRET: &str = "e2e-momento-secret-9f8e7d";
 
+/// The Momento and Secrets Manager stand-ins, with the secret stored: what
+/// one function process needs, or what several share (containers of one
+/// function share one Momento account and one secret).
+#[derive(Clone)]
+pub struct Standins {
+    pub momento: Arc<MomentoStandin>,
+    pub secrets: Arc<SecretsStandin>,
+    /// The v1 API key stored in the secret.
+    pub api_key: String,
+}
+
+impl Standins {
+    pub async fn start() -> std::io::Result<Self> {
+        let momento = Arc::new(MomentoStandin::start(MOMENTO_SECRET).await?);
+        let secrets = Arc::new(SecretsStandin::start().await?);
+        let api_key = v1_api_key(MOMENTO_SECRET, "momento.localhost");
+        secrets.put(
+            SECRET_NAME,
+            &serde_json::json!({ "momento": api_key }).to_string(),
+        );
+        Ok(Standins {
+            momento,
+            secrets,
+            api_key,
+        })
+    }
+}
+
 /// One function process and its stand-ins; the process is killed on drop.
 pub struct FunctionUnderTest {
-    pub momento: MomentoStandin,
-    pub secrets: SecretsStandin,
+    pub momento: Arc<MomentoStandin>,
+    pub secrets: Arc<SecretsStandin>,
     pub runtime: RuntimeApi,
     /// The v1 API key stored in the secret.
     pub api_key: String,
@@ -49,14 +80,21 @@ impl FunctionUnderTest {
     /// Starts the stand-ins, stores the secret, and spawns `binary` with the
     /// Lambda environment plus `env` (later entries win).
     pub async fn start(binary: &Path, env: &[(&str, &str)]) -> std::io::Result<Self> {
-        let momento = MomentoStandin::start(MOMENTO_SECRET).await?;
-        let secrets = SecretsStandin::start().await?;
+        Self::start_with(binary, env, &Standins::start().await?).await
+    }
+
+    /// Spawns `binary` against `standins` that other processes may share.
+    pub async fn start_with(
+        binary: &Path,
+        env: &[(&str, &str)],
+        standins: &Standins,
+    ) -> std::io::Result<Self> {
+        let Standins {
+            momento,
+            secrets,
+            api_key,
+        } = standins.clone();
         let runtime = RuntimeApi::start().await?;
-        let api_key = v1_api_key(MOMENTO_SECRET, "momento.localhost");
-        secrets.put(
-            SECRET_NAME,
-            &serde_json::json!({ "momento": api_key }).to_string(),
-        );
 
         let runtime_api = runtime.host_port();
         let secrets_url = secrets.url();
@@ -117,6 +155,12 @@ impl FunctionUnderTest {
         }
     }
 
+    /// Queues every event at once (as a burst of callers would arrive) and
+    /// returns the answers in the order of `events`.
+    pub async fn invoke_all(&self, events: &[serde_json::Value]) -> Vec<Answer> {
+        join_all(events.iter().map(|e| self.invoke(e)).collect()).await
+    }
+
     /// Invokes the function with the JSON event in `path`.
     pub async fn invoke_file(&self, path: &Path) -> Answer {
         let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -146,6 +190,30 @@ impl Drop for FunctionUnderTest {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Polls every future together until all are done; outputs in input order.
+pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(v) => *output = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 /// An API Gateway proxy response as the function returns it (v1 and v2 share these fields).

@@ -17,8 +17,8 @@ pub mod momento;
 pub mod runtime;
 pub mod secrets;
 
-pub use harness::{FunctionUnderTest, HttpAnswer};
-pub use momento::{v1_api_key, Fault, MomentoStandin, Op, Recorded};
+pub use harness::{FunctionUnderTest, HttpAnswer, Standins};
+pub use momento::{v1_api_key, Fault, MomentoStandin, Op, Plane, Recorded};
 pub use runtime::{Answer, RuntimeApi};
 pub use secrets::SecretsStandin;
 

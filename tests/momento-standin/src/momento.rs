@@ -6,6 +6,12 @@
 //! RPC answers `UNIMPLEMENTED`. Each request must carry the expected API key
 //! in the `authorization` header; every request is recorded, and each of the
 //! three operations can be told to fail, stall or hang.
+//!
+//! Rate limits, as Momento enforces them: a token bucket per plane (control:
+//! token minting, per account; data: cache calls, per cache), off unless a test
+//! sets one. A call over the limit is refused with `RESOURCE_EXHAUSTED` and
+//! Momento's `err: operations_rate_limit_exceeded` metadata, so the real SDK
+//! maps it to `LimitExceededError`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,6 +37,59 @@ pub enum Op {
     Get,
     Set,
     Mint,
+}
+
+impl Op {
+    /// The plane whose rate limit the operation counts against.
+    pub fn plane(self) -> Plane {
+        match self {
+            Op::Get | Op::Set => Plane::Data,
+            Op::Mint => Plane::Control,
+        }
+    }
+}
+
+/// Momento's two rate-limited planes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Plane {
+    /// Account-level operations such as `GenerateDisposableToken`.
+    Control,
+    /// Cache calls (`Get`, `Set`).
+    Data,
+}
+
+/// A token bucket: `per_second` operations a second, bursts of up to `burst`.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    per_second: f64,
+    burst: f64,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Bucket {
+    fn new(per_second: u32, burst: u32) -> Self {
+        Bucket {
+            per_second: f64::from(per_second),
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
+            refilled: Instant::now(),
+        }
+    }
+
+    /// Takes one token if there is one.
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let earned = now.duration_since(self.refilled).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + earned).min(self.burst);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// What an operation does instead of working normally.
@@ -66,6 +125,10 @@ pub enum Recorded {
     Unauthenticated {
         op: Op,
     },
+    /// A request refused by its plane's rate limit (not served, not recorded as `op`).
+    Throttled {
+        op: Op,
+    },
 }
 
 /// (cache name, key) to (value, expiry).
@@ -78,6 +141,7 @@ struct State {
     recorded: Mutex<Vec<Recorded>>,
     items: Mutex<Items>,
     faults: Mutex<HashMap<Op, Fault>>,
+    limits: Mutex<HashMap<Plane, Bucket>>,
     minted: AtomicU64,
 }
 
@@ -101,6 +165,19 @@ impl State {
         if !authorized {
             self.record(Recorded::Unauthenticated { op });
             return Err(Status::unauthenticated("Invalid signature"));
+        }
+        let admitted = lock(&self.limits)
+            .get_mut(&op.plane())
+            .is_none_or(Bucket::take);
+        if !admitted {
+            self.record(Recorded::Throttled { op });
+            let mut status =
+                Status::resource_exhausted("Request rate exceeded the limits for this account");
+            status.metadata_mut().insert(
+                "err",
+                "operations_rate_limit_exceeded".parse().expect("ascii"),
+            );
+            return Err(status);
         }
         self.record(record());
         let fault = lock(&self.faults).get(&op).copied();
@@ -349,6 +426,7 @@ impl MomentoStandin {
         lock(&self.state.recorded).clone()
     }
 
+    /// How many `op` requests were admitted (past the key check and the rate limit).
     pub fn count(&self, op: Op) -> usize {
         self.recorded()
             .iter()
@@ -361,6 +439,26 @@ impl MomentoStandin {
                 )
             })
             .count()
+    }
+
+    /// How many `op` requests the rate limit refused.
+    pub fn throttled(&self, op: Op) -> usize {
+        self.recorded()
+            .iter()
+            .filter(|r| matches!(r, Recorded::Throttled { op: o } if *o == op))
+            .count()
+    }
+
+    /// Limits `plane` to `per_second` operations a second, in bursts of up to
+    /// `burst` (the bucket starts full; a burst of 0 refuses everything).
+    /// Replaces any earlier limit.
+    pub fn limit(&self, plane: Plane, per_second: u32, burst: u32) {
+        lock(&self.state.limits).insert(plane, Bucket::new(per_second, burst));
+    }
+
+    /// Lifts the rate limit on `plane`.
+    pub fn unlimit(&self, plane: Plane) {
+        lock(&self.state.limits).remove(&plane);
     }
 
     /// Accepts `api_key` from now on, and no other (a key rotation).
