@@ -11,23 +11,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use lambda_http::http::{HeaderValue, StatusCode};
+use lambda_http::http::HeaderValue;
 use lambda_http::{Body, Request, Response};
 
-use crate::http::{self, Route, INTERNAL_ERROR_MESSAGE};
-use crate::vending::{CallTimings, MintError, TokenCache, TokenMinter, Vendor};
-
-/// An initialisation that failed; the text is the cause chain, for the log only.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InitError(pub String);
-
-impl std::fmt::Display for InitError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for InitError {}
+use crate::error::{InitError, MintError};
+use crate::http::{self, Rejection, Route};
+use crate::outcome::Outcome;
+use crate::vending::{CallTimings, TokenCache, TokenMinter, Vendor};
 
 /// Builds the vendor: reads the key and constructs the clients.
 pub trait Initializer: Send + Sync {
@@ -53,13 +43,13 @@ pub struct App<I: Initializer> {
 /// What one request came to, for its log line.
 struct Served {
     response: Response<Body>,
-    outcome: &'static str,
+    outcome: Outcome,
     cause: Option<String>,
     timings: CallTimings,
 }
 
 impl Served {
-    fn new(response: Response<Body>, outcome: &'static str) -> Self {
+    fn new(response: Response<Body>, outcome: Outcome) -> Self {
         Served {
             response,
             outcome,
@@ -73,17 +63,20 @@ impl Served {
         self
     }
 
+    fn rejected(rejection: Rejection, cors: &HeaderValue) -> Self {
+        let served = Served::new(
+            http::rejection_response(&rejection, cors),
+            Outcome::Rejected,
+        );
+        match rejection {
+            Rejection::SourceIp(e) => served.because(format!("{e:?}")),
+            Rejection::NotFound | Rejection::MethodNotAllowed => served,
+        }
+    }
+
     /// The generic 500: the caller learns nothing, the log line gets `cause`.
     fn opaque_500(cors: &HeaderValue, cause: impl Into<String>) -> Self {
-        Served::new(
-            http::error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                INTERNAL_ERROR_MESSAGE,
-                cors,
-            ),
-            "error",
-        )
-        .because(cause)
+        Served::new(http::opaque_500(cors), Outcome::Error).because(cause)
     }
 }
 
@@ -137,35 +130,15 @@ impl<I: Initializer> App<I> {
     async fn serve(&self, req: &Request) -> Served {
         let cors = &self.cors_allow_origin;
         match http::route(req) {
-            Route::NotFound => {
-                return Served::new(
-                    http::error_response(StatusCode::NOT_FOUND, "Not found", cors),
-                    "rejected",
-                )
+            Route::Reject(rejection) => return Served::rejected(rejection, cors),
+            Route::Preflight => {
+                return Served::new(http::preflight_response(cors), Outcome::Preflight)
             }
-            Route::MethodNotAllowed => {
-                return Served::new(
-                    http::error_response(
-                        StatusCode::METHOD_NOT_ALLOWED,
-                        "Method not allowed",
-                        cors,
-                    ),
-                    "rejected",
-                )
-            }
-            Route::Preflight => return Served::new(http::preflight_response(cors), "preflight"),
             Route::Vend => {}
         }
-
         let ip = match http::source_ip(req) {
             Ok(ip) => ip,
-            Err(e) => {
-                return Served::new(
-                    http::error_response(StatusCode::BAD_REQUEST, e.message(), cors),
-                    "rejected",
-                )
-                .because(format!("{e:?}"))
-            }
+            Err(e) => return Served::rejected(Rejection::SourceIp(e), cors),
         };
 
         let vendor = match self.vendor().await {
@@ -174,37 +147,23 @@ impl<I: Initializer> App<I> {
         };
 
         match vendor.vend(ip).await {
-            Ok(vended) => {
-                let mut served = Served::new(
-                    http::token_response(vended.body, cors),
-                    vended.outcome.as_str(),
-                );
-                served.cause = vended.cause;
-                served.timings = vended.timings;
-                served
+            Ok(vended) => Served {
+                response: http::token_response(vended.body, cors),
+                outcome: vended.outcome,
+                cause: vended.cause,
+                timings: vended.timings,
+            },
+            Err(e) => {
+                let cause = if e == MintError::KeyRejected {
+                    // Rotated or revoked key: drop these clients so that the next
+                    // request reads the key again instead of failing until recycled.
+                    *self.slot() = None;
+                    format!("{e}; clients dropped, the next request reads the key again")
+                } else {
+                    e.to_string()
+                };
+                Served::new(http::mint_failure_response(&e, cors), Outcome::Error).because(cause)
             }
-            Err(MintError::RateLimited) => Served::new(
-                http::error_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Too many token requests; retry shortly",
-                    cors,
-                ),
-                "error",
-            )
-            .because(MintError::RateLimited.to_string()),
-            Err(MintError::KeyRejected) => {
-                // Rotated or revoked key: drop these clients so that the next
-                // request reads the key again instead of failing until recycled.
-                *self.slot() = None;
-                Served::opaque_500(
-                    cors,
-                    format!(
-                        "{}; clients dropped, the next request reads the key again",
-                        MintError::KeyRejected
-                    ),
-                )
-            }
-            Err(e) => Served::opaque_500(cors, e.to_string()),
         }
     }
 }
@@ -226,7 +185,7 @@ fn log_request(req: &Request, served: &Served, started: Instant) {
     macro_rules! line {
         ($level:ident) => {
             tracing::$level!(
-                outcome = served.outcome,
+                outcome = served.outcome.as_str(),
                 status,
                 latency_ms,
                 method,
@@ -239,7 +198,7 @@ fn log_request(req: &Request, served: &Served, started: Instant) {
             )
         };
     }
-    if served.outcome == "error" {
+    if served.outcome.is_error() {
         line!(error);
     } else {
         line!(info);
@@ -260,6 +219,7 @@ mod tests {
     use super::*;
     use crate::doubles::{Behaviour, DoublesInit};
     use crate::vending::now_epoch;
+    use lambda_http::RequestExt;
 
     fn app() -> App<DoublesInit> {
         App::new(DoublesInit::new(), "*")
@@ -341,6 +301,16 @@ mod tests {
         let r = app.handle(event("http-get-tokens.json")).await;
         assert_eq!(r.status(), 200);
         assert!(app.initializer.cache.entry("2001:db8::/64-token").is_some());
+    }
+
+    #[tokio::test]
+    async fn an_http_api_on_a_named_stage_routes_on_the_path_without_its_stage() {
+        let app = app();
+        let req = event("http-get-tokens-named-stage.json");
+        assert_eq!(req.raw_http_path(), "/prod/tokens");
+        let r = app.handle(req).await;
+        assert_eq!(r.status(), 200);
+        assert!(app.initializer.cache.entry("192.0.2.44-token").is_some());
     }
 
     #[tokio::test]

@@ -7,35 +7,23 @@
 use std::fmt;
 use std::time::Duration;
 
+use secrecy::SecretString;
+
 /// Momento allows disposable tokens of up to 25 h; we cap at one day.
 pub const MAX_TOKEN_TTL_SECONDS: u64 = 86_400;
 
 /// Where the Momento API key comes from.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum KeySource {
     /// Production: a Secrets Manager secret `{"momento": "<key>", "endpoint"?: "..."}`.
     SecretsManager { secret_id: String },
-    /// Local use: `MOMENTO_API_KEY` (+ `MOMENTO_ENDPOINT` for v2 keys).
+    /// Local use: `MOMENTO_API_KEY` (+ `MOMENTO_ENDPOINT` for v2 keys). The
+    /// key is a [`SecretString`]: printing it shows `[REDACTED]`, and reading
+    /// it takes an explicit `expose_secret()`.
     Direct {
-        api_key: String,
+        api_key: SecretString,
         endpoint: Option<String>,
     },
-}
-
-impl fmt::Debug for KeySource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeySource::SecretsManager { secret_id } => f
-                .debug_struct("SecretsManager")
-                .field("secret_id", secret_id)
-                .finish(),
-            KeySource::Direct { endpoint, .. } => f
-                .debug_struct("Direct")
-                .field("api_key", &"<redacted>")
-                .field("endpoint", endpoint)
-                .finish(),
-        }
-    }
 }
 
 /// A Momento-compatible endpoint that replaces every Momento host (tests, local runs).
@@ -48,7 +36,7 @@ pub struct EndpointOverride {
 }
 
 /// The whole configuration of the function.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub key_source: KeySource,
     pub endpoint_override: Option<EndpointOverride>,
@@ -102,7 +90,7 @@ impl Config {
                 secret_id: secret_id.trim().to_string(),
             },
             (None, Some(api_key)) => KeySource::Direct {
-                api_key: api_key.trim().to_string(),
+                api_key: SecretString::from(api_key.trim()),
                 endpoint: get("MOMENTO_ENDPOINT").map(|e| e.trim().to_string()),
             },
             (None, None) => {
@@ -201,6 +189,7 @@ fn parse_endpoint_override(url: &str) -> Result<EndpointOverride, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -214,11 +203,8 @@ mod tests {
     #[test]
     fn defaults_match_the_seed() {
         let c = config(&[("SECRET_ID", "momento-secret")]).unwrap();
-        assert_eq!(
-            c.key_source,
-            KeySource::SecretsManager {
-                secret_id: "momento-secret".into()
-            }
+        assert!(
+            matches!(&c.key_source, KeySource::SecretsManager { secret_id } if secret_id == "momento-secret")
         );
         assert_eq!(c.cache_name, "pizza");
         assert_eq!(c.token_ttl, Duration::from_secs(3600));
@@ -240,13 +226,11 @@ mod tests {
             ("MOMENTO_ENDPOINT", "cell-1.example.com"),
         ])
         .unwrap();
-        assert_eq!(
-            c.key_source,
-            KeySource::Direct {
-                api_key: "key".into(),
-                endpoint: Some("cell-1.example.com".into())
-            }
-        );
+        let KeySource::Direct { api_key, endpoint } = c.key_source else {
+            panic!("expected a direct key");
+        };
+        assert_eq!(api_key.expose_secret(), "key");
+        assert_eq!(endpoint.as_deref(), Some("cell-1.example.com"));
     }
 
     #[test]

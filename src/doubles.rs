@@ -9,10 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::app::{InitError, Initializer};
-use crate::vending::{
-    now_epoch, CacheError, MintError, TokenCache, TokenMinter, VendedToken, Vendor,
-};
+use crate::app::Initializer;
+use crate::error::{CacheError, InitError, MintError};
+use crate::vending::{now_epoch, TokenCache, TokenMinter, VendedToken, Vendor};
 
 /// What a double does when called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,7 +39,6 @@ pub struct MemoryCache {
     entries: Mutex<HashMap<String, (String, Duration)>>,
     get_behaviour: Mutex<Behaviour>,
     set_behaviour: Mutex<Behaviour>,
-    gets: AtomicU64,
     sets: AtomicU64,
 }
 
@@ -66,10 +64,6 @@ impl MemoryCache {
         *lock(&self.set_behaviour) = behaviour;
     }
 
-    pub fn gets(&self) -> u64 {
-        self.gets.load(Ordering::SeqCst)
-    }
-
     pub fn sets(&self) -> u64 {
         self.sets.load(Ordering::SeqCst)
     }
@@ -86,7 +80,6 @@ async fn act(behaviour: Behaviour) -> Result<(), CacheError> {
 
 impl TokenCache for MemoryCache {
     async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
-        self.gets.fetch_add(1, Ordering::SeqCst);
         let behaviour = *lock(&self.get_behaviour);
         act(behaviour).await?;
         Ok(lock(&self.entries).get(key).map(|(v, _)| v.clone()))

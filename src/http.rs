@@ -10,6 +10,8 @@ use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 
+use crate::error::MintError;
+
 /// The only resource this function serves.
 pub const TOKENS_PATH: &str = "/tokens";
 
@@ -33,13 +35,17 @@ pub enum Route {
     Vend,
     /// `OPTIONS /tokens`
     Preflight,
-    /// Known path, other method.
-    MethodNotAllowed,
-    /// Unknown path.
-    NotFound,
+    /// Refused: unknown path or wrong method.
+    Reject(Rejection),
 }
 
-/// Routes on the raw HTTP path: API Gateway prefixes the stage to `uri().path()`.
+/// Routes on the request's path without its stage.
+///
+/// API Gateway puts the stage in front of the path in different places: a REST
+/// API (v1) keeps it out of `path` (only `uri()` has it), while an HTTP API (v2)
+/// on a named stage sends `rawPath: "/<stage>/tokens"`. So the raw path is used,
+/// less a leading `/<stage>` whenever the context names a stage other than
+/// `$default`. Function URLs and the `$default` stage send the bare path.
 pub fn route(req: &Request) -> Route {
     let raw = req.raw_http_path();
     let path = if raw.is_empty() {
@@ -47,13 +53,63 @@ pub fn route(req: &Request) -> Route {
     } else {
         raw
     };
-    if path != TOKENS_PATH {
-        return Route::NotFound;
+    if path_without_stage(path, stage(req).as_deref()) != TOKENS_PATH {
+        return Route::Reject(Rejection::NotFound);
     }
     match *req.method() {
         Method::GET => Route::Vend,
         Method::OPTIONS => Route::Preflight,
-        _ => Route::MethodNotAllowed,
+        _ => Route::Reject(Rejection::MethodNotAllowed),
+    }
+}
+
+/// The stage API Gateway named in the request context, if any.
+fn stage(req: &Request) -> Option<String> {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.stage.clone(),
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.clone(),
+        _ => None,
+    }
+}
+
+/// `path` less a leading `/<stage>`, for a named stage that prefixes it.
+fn path_without_stage<'p>(path: &'p str, stage: Option<&str>) -> &'p str {
+    let Some(stage) = stage.filter(|s| !s.is_empty() && *s != "$default") else {
+        return path;
+    };
+    match path.strip_prefix('/').and_then(|p| p.strip_prefix(stage)) {
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => path,
+    }
+}
+
+/// A request refused before any vending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// Unknown path.
+    NotFound,
+    /// Known path, other method.
+    MethodNotAllowed,
+    /// The caller could not be identified.
+    SourceIp(SourceIpError),
+}
+
+impl Rejection {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::NotFound => StatusCode::NOT_FOUND,
+            Rejection::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Rejection::SourceIp(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// What the caller is told.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Rejection::NotFound => "Not found",
+            Rejection::MethodNotAllowed => "Method not allowed",
+            Rejection::SourceIp(e) => e.message(),
+        }
     }
 }
 
@@ -121,7 +177,7 @@ pub fn token_response(body: String, cors_allow_origin: &HeaderValue) -> Response
 }
 
 /// An error: `{"message": "..."}`.
-pub fn error_response(
+fn error_response(
     status: StatusCode,
     message: &str,
     cors_allow_origin: &HeaderValue,
@@ -152,3 +208,98 @@ pub fn preflight_response(cors_allow_origin: &HeaderValue) -> Response<Body> {
 
 /// The generic 500 body: the cause goes to the log, never to the caller.
 pub const INTERNAL_ERROR_MESSAGE: &str = "Something went wrong";
+
+/// What a rate-limited caller is told.
+pub const RATE_LIMITED_MESSAGE: &str = "Too many token requests; retry shortly";
+
+/// The answer to a refused request (404, 405 with `Allow`, 400).
+pub fn rejection_response(
+    rejection: &Rejection,
+    cors_allow_origin: &HeaderValue,
+) -> Response<Body> {
+    error_response(rejection.status(), rejection.message(), cors_allow_origin)
+}
+
+/// The generic 500: the caller learns nothing of the cause.
+pub fn opaque_500(cors_allow_origin: &HeaderValue) -> Response<Body> {
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        INTERNAL_ERROR_MESSAGE,
+        cors_allow_origin,
+    )
+}
+
+/// The answer when no token could be vended: 503 with `Retry-After` when
+/// Momento throttled us and nothing could be shared, the generic 500 otherwise.
+pub fn mint_failure_response(error: &MintError, cors_allow_origin: &HeaderValue) -> Response<Body> {
+    match error {
+        MintError::RateLimited => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            RATE_LIMITED_MESSAGE,
+            cors_allow_origin,
+        ),
+        MintError::Timeout | MintError::KeyRejected | MintError::Failed(_) => {
+            opaque_500(cors_allow_origin)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_stage_prefix_is_dropped_and_nothing_else() {
+        assert_eq!(path_without_stage("/prod/tokens", Some("prod")), "/tokens");
+        assert_eq!(path_without_stage("/tokens", Some("prod")), "/tokens");
+        assert_eq!(path_without_stage("/tokens", Some("$default")), "/tokens");
+        assert_eq!(path_without_stage("/tokens", None), "/tokens");
+        // Not a whole path segment, or the default stage: left alone.
+        assert_eq!(
+            path_without_stage("/prodx/tokens", Some("prod")),
+            "/prodx/tokens"
+        );
+        assert_eq!(path_without_stage("/prod", Some("prod")), "/prod");
+        assert_eq!(
+            path_without_stage("/$default/tokens", Some("$default")),
+            "/$default/tokens"
+        );
+    }
+
+    fn v2(raw_path: &str, stage: &str) -> Request {
+        let event = serde_json::json!({
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": raw_path,
+            "rawQueryString": "",
+            "headers": {},
+            "requestContext": {
+                "accountId": "123456789012",
+                "apiId": "api",
+                "domainName": "api.example.com",
+                "http": { "method": "GET", "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "t" },
+                "requestId": "r",
+                "routeKey": "$default",
+                "stage": stage,
+                "time": "27/Nov/2026:18:30:00 +0000",
+                "timeEpoch": 1795804200000u64
+            },
+            "isBase64Encoded": false
+        });
+        lambda_http::request::from_str(&event.to_string()).expect("v2 event")
+    }
+
+    #[test]
+    fn http_api_stages_route_on_the_path_without_the_stage() {
+        assert_eq!(route(&v2("/prod/tokens", "prod")), Route::Vend);
+        assert_eq!(route(&v2("/tokens", "$default")), Route::Vend);
+        assert_eq!(
+            route(&v2("/prod/tokens", "$default")),
+            Route::Reject(Rejection::NotFound)
+        );
+        assert_eq!(
+            route(&v2("/prod/orders", "prod")),
+            Route::Reject(Rejection::NotFound)
+        );
+    }
+}

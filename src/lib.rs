@@ -14,12 +14,21 @@
 //! - [`momento`], [`secrets`]: the real Momento clients and the key from
 //!   Secrets Manager;
 //! - [`config`]: the environment, validated once;
-//! - [`doubles`]: in-memory cache and minter for tests and benchmarks.
+//! - [`error`]: the errors of init, cache calls and minting;
+//! - [`outcome`]: how a request ended, for the log line and its level;
+//! - [`logging`]: the tracing subscriber (Lambda's log controls, a quiet SDK);
+//! - `doubles`: in-memory cache and minter for tests and benchmarks (unit
+//!   tests, or the `doubles` feature that the tests and benches turn on; not
+//!   in the release binary).
 
 pub mod app;
 pub mod config;
+#[cfg(any(test, feature = "doubles"))]
 pub mod doubles;
+pub mod error;
 pub mod http;
+pub mod logging;
 pub mod momento;
+pub mod outcome;
 pub mod secrets;
 pub mod vending;

@@ -8,7 +8,7 @@ use token_vending_machine::momento::MomentoInit;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    token_vending_machine::logging::init();
 
     match Config::from_env() {
         Ok(config) => {

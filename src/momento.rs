@@ -15,11 +15,13 @@ use momento::auth::{
 use momento::cache::configurations::Lambda;
 use momento::cache::{GetResponse, SetRequest};
 use momento::{AuthClient, CacheClient, CredentialProvider, MomentoError, MomentoErrorCode};
+use secrecy::ExposeSecret;
 
-use crate::app::{InitError, Initializer};
+use crate::app::Initializer;
 use crate::config::{Config, EndpointOverride, KeySource};
+use crate::error::{CacheError, InitError, MintError};
 use crate::secrets::{client_from_env, read_momento_key, MomentoKey};
-use crate::vending::{CacheError, MintError, TokenCache, TokenMinter, VendedToken, Vendor};
+use crate::vending::{TokenCache, TokenMinter, VendedToken, Vendor};
 
 /// The cache side, on a Momento `CacheClient`.
 pub struct MomentoCache {
@@ -130,14 +132,16 @@ pub fn credential_provider(
     key: &MomentoKey,
     endpoint_override: Option<&EndpointOverride>,
 ) -> Result<CredentialProvider, InitError> {
-    let provider = if is_v2_key(&key.api_key) {
+    // The one place the key is read.
+    let api_key = key.api_key.expose_secret();
+    let provider = if is_v2_key(api_key) {
         let endpoint = key.endpoint.as_deref().ok_or_else(|| {
             InitError("a Momento v2 API key needs an endpoint (\"endpoint\" in the secret, or MOMENTO_ENDPOINT)".into())
         })?;
-        CredentialProvider::from_api_key_v2(key.api_key.as_str(), endpoint)
+        CredentialProvider::from_api_key_v2(api_key, endpoint)
     } else {
         #[allow(deprecated)] // the v1 constructor: still the one that reads v1 keys
-        CredentialProvider::from_string(key.api_key.as_str())
+        CredentialProvider::from_string(api_key)
     }
     .map_err(|e| InitError(format!("the Momento API key was refused: {:?}: {}", e.error_code, e.message)))?;
     Ok(match endpoint_override {

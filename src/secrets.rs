@@ -4,29 +4,22 @@
 //! `"endpoint"` for Momento v2 API keys. Errors here describe what is wrong
 //! with the secret's shape and never echo its content.
 
-use std::fmt;
 use std::time::Duration;
 
-use crate::app::InitError;
+use secrecy::SecretString;
+
+use crate::error::InitError;
 
 /// A hung Secrets Manager fails the init after this long (the next request retries).
 pub const SECRET_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The key material for Momento.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct MomentoKey {
-    pub api_key: String,
+    /// Read only where the credential provider is built (`expose_secret()`).
+    pub api_key: SecretString,
     /// Needed for v2 API keys; v1 keys carry their endpoint.
     pub endpoint: Option<String>,
-}
-
-impl fmt::Debug for MomentoKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MomentoKey")
-            .field("api_key", &"<redacted>")
-            .field("endpoint", &self.endpoint)
-            .finish()
-    }
 }
 
 /// Parses the secret string. Error texts never include the secret.
@@ -52,7 +45,7 @@ pub fn parse_secret(secret: &str) -> Result<MomentoKey, InitError> {
         }
     };
     Ok(MomentoKey {
-        api_key: api_key.to_string(),
+        api_key: SecretString::from(api_key),
         endpoint,
     })
 }
@@ -89,15 +82,13 @@ pub async fn read_momento_key(
 mod tests {
     use super::*;
 
+    use secrecy::ExposeSecret;
+
     #[test]
     fn parses_key_and_optional_endpoint() {
-        assert_eq!(
-            parse_secret(r#"{"momento": "abc"}"#).unwrap(),
-            MomentoKey {
-                api_key: "abc".into(),
-                endpoint: None
-            }
-        );
+        let key = parse_secret(r#"{"momento": "abc"}"#).unwrap();
+        assert_eq!(key.api_key.expose_secret(), "abc");
+        assert_eq!(key.endpoint, None);
         assert_eq!(
             parse_secret(r#"{"momento": "abc", "endpoint": "cell-4.example.com"}"#)
                 .unwrap()

@@ -15,6 +15,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::error::{CacheError, MintError};
+use crate::outcome::Outcome;
+
 /// A cached token this close to expiry is replaced rather than handed out, so a
 /// browser never receives a token that dies before it can subscribe.
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(60);
@@ -36,56 +39,6 @@ impl fmt::Debug for VendedToken {
             .finish()
     }
 }
-
-/// A cache call that did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CacheError {
-    /// The call did not finish within the request's cache budget.
-    Timeout,
-    /// The cache refused our API key (revoked or rotated).
-    KeyRejected,
-    /// The cache answered with an error (the text is for logs only).
-    Failed(String),
-}
-
-impl fmt::Display for CacheError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CacheError::Timeout => f.write_str("cache call timed out"),
-            CacheError::KeyRejected => f.write_str("the cache refused the API key"),
-            CacheError::Failed(cause) => write!(f, "cache call failed: {cause}"),
-        }
-    }
-}
-
-/// A mint that did not produce a token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MintError {
-    /// The token service throttled us; the caller should retry later.
-    RateLimited,
-    /// The token service did not answer in time.
-    Timeout,
-    /// The token service refused our API key (revoked or rotated): the
-    /// clients must be rebuilt from a fresh read of the key.
-    KeyRejected,
-    /// Any other failure (the text is for logs only).
-    Failed(String),
-}
-
-impl fmt::Display for MintError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MintError::RateLimited => f.write_str("token service rate limit exceeded"),
-            MintError::Timeout => f.write_str("token service timed out"),
-            MintError::KeyRejected => f.write_str("token service refused the API key"),
-            MintError::Failed(cause) => write!(f, "token mint failed: {cause}"),
-        }
-    }
-}
-
-impl std::error::Error for MintError {}
-
-impl std::error::Error for CacheError {}
 
 /// Where vended tokens are kept between requests (Momento cache in production).
 pub trait TokenCache: Send + Sync {
@@ -141,32 +94,6 @@ impl Default for Bounds {
         Bounds {
             cache_budget: Duration::from_millis(1000),
             mint_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-/// How a request was served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// A usable token came from the caller's cache entry.
-    Hit,
-    /// A new token was minted and stored.
-    Miss,
-    /// A new token was minted but the cache failed on the way (get or set).
-    Degraded,
-    /// A still-fresh token vended to another caller was handed out, because
-    /// the token service throttled us (or is being left alone after it did) or
-    /// the cache could not be read.
-    Shared,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Hit => "hit",
-            Outcome::Miss => "miss",
-            Outcome::Degraded => "degraded",
-            Outcome::Shared => "shared",
         }
     }
 }

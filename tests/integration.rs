@@ -10,12 +10,13 @@ use momento_protos::permission_messages::{
     permissions, permissions_type, ExplicitPermissions, Permissions, PermissionsType, TopicRole,
 };
 use momento_standin::{v1_api_key, Fault, MomentoStandin, Op, Plane, Recorded, SecretsStandin};
+use secrecy::ExposeSecret;
 use token_vending_machine::config::Config;
+use token_vending_machine::error::MintError;
 use token_vending_machine::momento::{build_vendor, MomentoCache, MomentoMinter};
+use token_vending_machine::outcome::Outcome;
 use token_vending_machine::secrets::{read_momento_key, MomentoKey};
-use token_vending_machine::vending::{
-    now_epoch, MintError, Outcome, VendedToken, Vendor, SHARED_KEY,
-};
+use token_vending_machine::vending::{now_epoch, VendedToken, Vendor, SHARED_KEY};
 
 const SECRET: &str = "integration-secret-key";
 
@@ -37,7 +38,7 @@ fn vendor_with_key(
     extra: &[(&str, &str)],
 ) -> Vendor<MomentoCache, MomentoMinter> {
     let key = MomentoKey {
-        api_key: key.to_string(),
+        api_key: key.into(),
         endpoint: None,
     };
     build_vendor(&config(standin, extra), &key).unwrap()
@@ -356,7 +357,7 @@ async fn the_secret_is_read_with_the_real_sdk_and_drives_real_clients() {
     let client = secrets_client(&secrets.url());
 
     let key = read_momento_key(&client, "momento-secret").await.unwrap();
-    assert_eq!(key.api_key, api_key);
+    assert_eq!(key.api_key.expose_secret(), api_key);
     assert_eq!(secrets.reads(), 1);
     let vendor = build_vendor(&config(&standin, &[]), &key).unwrap();
     assert_eq!(
@@ -382,7 +383,11 @@ async fn secret_failures_are_errors_that_do_not_echo_the_secret() {
     assert!(read_momento_key(&client, "good").await.is_err());
     secrets.set_failing(false);
     assert_eq!(
-        read_momento_key(&client, "good").await.unwrap().api_key,
+        read_momento_key(&client, "good")
+            .await
+            .unwrap()
+            .api_key
+            .expose_secret(),
         "sekrit-value"
     );
 }
@@ -395,7 +400,7 @@ async fn v2_api_keys_need_an_endpoint() {
     let v2 = format!("eyJhbGciOiJIUzI1NiJ9.{claims}.c2lnbmF0dXJl");
     let cfg = config(&standin, &[]);
     let without = MomentoKey {
-        api_key: v2.clone(),
+        api_key: v2.clone().into(),
         endpoint: None,
     };
     let err = build_vendor(&cfg, &without)
@@ -404,7 +409,7 @@ async fn v2_api_keys_need_an_endpoint() {
     assert!(err.0.contains("endpoint"), "{err}");
     assert!(!err.0.contains(&v2));
     let with = MomentoKey {
-        api_key: v2,
+        api_key: v2.into(),
         endpoint: Some("cell-1.momento.localhost".into()),
     };
     assert!(build_vendor(&cfg, &with).is_ok());

@@ -510,3 +510,159 @@ async fn two_addresses_in_one_ipv6_64_get_one_token_from_one_mint() {
     assert!(f.momento.item("pizza", "2001:db8:1:2::/64-token").is_some());
     assert_eq!(outcomes(&f.finish()), ["miss", "hit"]);
 }
+
+/// A CloudWatch Logs JSON filter pattern of the form `{ $.a.b = "value" }`:
+/// the path and the value. Any other form fails the test, so a pattern the
+/// evaluator below does not understand can't pass unnoticed.
+fn parse_filter_pattern(pattern: &str) -> (Vec<String>, String) {
+    let inner = pattern
+        .trim()
+        .strip_prefix('{')
+        .and_then(|p| p.strip_suffix('}'))
+        .unwrap_or_else(|| panic!("not a JSON filter pattern: {pattern}"))
+        .trim();
+    let (selector, value) = inner
+        .split_once('=')
+        .unwrap_or_else(|| panic!("only `=` patterns are evaluated here: {pattern}"));
+    let path = selector
+        .trim()
+        .strip_prefix("$.")
+        .unwrap_or_else(|| panic!("selector must start with `$.`: {pattern}"))
+        .split('.')
+        .map(str::to_string)
+        .collect();
+    let value = value
+        .trim()
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("value must be a quoted string: {pattern}"))
+        .to_string();
+    (path, value)
+}
+
+/// Whether a parsed log line matches the pattern, as CloudWatch evaluates it.
+fn filter_selects(line: &serde_json::Value, (path, value): &(Vec<String>, String)) -> bool {
+    let mut at = line;
+    for key in path {
+        at = &at[key.as_str()];
+    }
+    at.as_str() == Some(value.as_str())
+}
+
+/// The template's metric filters: (resource, metric name, filter pattern).
+fn metric_filters() -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml"))
+        .unwrap();
+    let template: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let resources = template["Resources"].as_mapping().unwrap();
+    resources
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Logs::MetricFilter"))
+        .map(|(name, r)| {
+            let p = &r["Properties"];
+            (
+                name.as_str().unwrap().to_string(),
+                p["MetricTransformations"][0]["MetricName"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                p["FilterPattern"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn each_metric_filter_selects_exactly_the_log_lines_of_its_outcome() {
+    let f = start(&[]).await;
+    assert_eq!(call(&f, "rest-get-tokens-order.json").await.status, 200); // miss
+    assert_eq!(call(&f, "rest-get-tokens-order.json").await.status, 200); // hit
+    assert_eq!(call(&f, "rest-post-tokens.json").await.status, 405); // rejected
+    assert_eq!(call(&f, "rest-options-tokens.json").await.status, 204); // preflight
+    f.momento
+        .inject(Op::Get, Fault::Status(tonic::Code::Unavailable));
+    assert_eq!(call(&f, "rest-get-tokens-admin.json").await.status, 200); // shared
+    f.momento.heal(Op::Get);
+    f.momento
+        .inject(Op::Set, Fault::Status(tonic::Code::Internal));
+    assert_eq!(call(&f, "http-get-tokens.json").await.status, 200); // degraded
+    f.momento.heal(Op::Set);
+    f.momento
+        .inject(Op::Mint, Fault::Status(tonic::Code::Internal));
+    let failed = HttpAnswer::from_answer(&f.invoke(&event_from("192.0.2.99")).await).unwrap();
+    assert_eq!(failed.status, 500); // error
+    let logs = f.finish();
+    let lines = request_lines(&logs);
+    assert_eq!(
+        outcomes(&logs),
+        [
+            "miss",
+            "hit",
+            "rejected",
+            "preflight",
+            "shared",
+            "degraded",
+            "error"
+        ]
+    );
+
+    let filters = metric_filters();
+    let mut covered: Vec<String> = Vec::new();
+    for (resource, metric, pattern) in &filters {
+        let parsed = parse_filter_pattern(pattern);
+        let selected: Vec<usize> = (0..lines.len())
+            .filter(|&i| filter_selects(&lines[i], &parsed))
+            .collect();
+        let outcome = &parsed.1;
+        let expected: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i]["fields"]["outcome"] == outcome.as_str())
+            .collect();
+        assert!(
+            !expected.is_empty(),
+            "{resource}: no `{outcome}` line to check against"
+        );
+        assert_eq!(selected, expected, "{resource} ({metric}): {pattern}");
+        covered.push(outcome.clone());
+    }
+    covered.sort();
+    assert_eq!(covered, ["degraded", "error", "miss", "shared"]);
+}
+
+#[tokio::test]
+async fn a_cold_start_with_a_v1_key_writes_no_sdk_warning_and_a_refused_key_still_logs_an_error() {
+    let f = start(&[]).await;
+    assert_eq!(call(&f, "rest-get-tokens-order.json").await.status, 200);
+    f.momento.set_api_key("some-other-secret");
+    assert_eq!(call(&f, "rest-get-tokens-admin.json").await.status, 500);
+    let logs = f.finish();
+    let parsed: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let warnings: Vec<&serde_json::Value> =
+        parsed.iter().filter(|l| l["level"] == "WARN").collect();
+    // Our own warning about the stand-in's plaintext endpoint is the only one.
+    assert!(
+        warnings.iter().all(|w| w["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("MOMENTO_ENDPOINT_OVERRIDE is plaintext"))),
+        "{warnings:?}"
+    );
+    assert!(!logs.contains("did not expect v2 api key"), "{logs}");
+    let errors: Vec<&serde_json::Value> = parsed.iter().filter(|l| l["level"] == "ERROR").collect();
+    assert_eq!(errors.len(), 1, "{logs}");
+    assert_eq!(errors[0]["fields"]["outcome"], "error");
+    assert!(errors[0]["fields"]["cause"]
+        .as_str()
+        .unwrap()
+        .contains("refused the API key"));
+}
+
+#[tokio::test]
+async fn text_logs_carry_no_colour_codes_when_stdout_is_not_a_terminal() {
+    let f = start(&[("AWS_LAMBDA_LOG_FORMAT", "text")]).await;
+    assert_eq!(call(&f, "rest-get-tokens-order.json").await.status, 200);
+    let logs = f.finish();
+    assert!(logs.contains("outcome=\"miss\""), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "ANSI escape in: {logs:?}");
+}

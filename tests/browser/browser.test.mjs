@@ -13,6 +13,7 @@ import path from 'node:path';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import * as esbuild from 'esbuild';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
@@ -133,7 +134,7 @@ async function checkKeySources() {
       ['SECRET_ID', {
         SECRET_ID: vars.SECRET_ID, AWS_ENDPOINT_URL_SECRETS_MANAGER: vars.AWS_ENDPOINT_URL_SECRETS_MANAGER,
         AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE', AWS_SECRET_ACCESS_KEY: 'example-secret',
-        AWS_EC2_METADATA_DISABLED: 'true', AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent',
+        AWS_EC2_METADATA_DISABLED: 'true', AWS_CONFIG_FILE: '/dev/null', AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
       }, /with the key from Secrets Manager secret tvm\/dev/],
     ];
     for (const [label, extra, mode] of sources) {
@@ -156,14 +157,111 @@ async function checkKeySources() {
   }
 }
 
+// Momento's web SDK as the browser loads it: one ES module bundled from the npm package.
+async function bundleSdk() {
+  const out = await esbuild.build({
+    entryPoints: [path.join(here, 'sdk-entry.js')],
+    bundle: true, format: 'esm', platform: 'browser', write: false, logLevel: 'error',
+  });
+  return out.outputFiles[0].contents;
+}
+
+// The pages' server: the cross-origin check page, the token client page, the client and the SDK.
+async function pageFiles() {
+  const js = 'text/javascript; charset=utf-8';
+  return {
+    '/client.html': ['text/html; charset=utf-8', await readFile(path.join(here, 'client.html'))],
+    '/web/tvm-client.js': [js, await readFile(path.join(root, 'web/tvm-client.js'))],
+    '/sdk.js': [js, await bundleSdk()],
+  };
+}
+
+// web/tvm-client.js in Chromium against a function whose tokens live 62 s. The function
+// replaces a token with 60 s or less left, so a client refreshing 59 s before `exp` gets a
+// new token about 3 s after the first. Prints the timeline the closing note quotes.
+async function checkTokenClient(browser, pageBase) {
+  const ports = { dev: await freePort(), standin: await freePort(), control: await freePort() };
+  const dev = await startDev(ports, { TOKEN_TTL_SECONDS: '62', CACHE_TTL_SECONDS: '61' });
+  try {
+    const tokens = `${dev.base}/tokens`;
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(`${pageBase}/client.html`);
+    assert.equal(await page.evaluate(() => window.clientReady), true, 'client page loaded');
+
+    // Throttled with nothing to share: 503 + Retry-After: 1, then minting recovers.
+    await setFault(ports.control, 'mint', 'resource_exhausted');
+    await page.evaluate((u) => window.startSource('live', u, { marginSeconds: 59 }), tokens);
+    await page.waitForFunction(() => window.fetches.some((f) => f.status === 503));
+    await setFault(ports.control, 'mint', 'none');
+    await page.waitForFunction(() => window.tokens.length >= 2, null, { timeout: 30_000 });
+    const { fetches, tokens: got } = await page.evaluate(() => ({ fetches: window.fetches, tokens: window.tokens }));
+    const t0 = fetches[0].startedAt;
+    for (const [i, f] of fetches.entries()) {
+      console.log(`  client fetch ${i + 1}: +${f.startedAt - t0} ms → ${f.status ?? f.error} at +${f.answeredAt - t0} ms`);
+    }
+    for (const [i, t] of got.entries()) {
+      console.log(`  client token ${i + 1}: received +${t.receivedAt - t0} ms, exp in ${Math.round(t.exp * 1000 - t.receivedAt)} ms`);
+    }
+    assert.equal(fetches[0].status, 503);
+    assert.equal(fetches[0].retryAfter, '1');
+    for (let i = 1; i < fetches.length; i++) {
+      if (fetches[i - 1].status !== 503) continue;
+      const waited = fetches[i].startedAt - fetches[i - 1].answeredAt;
+      assert.ok(waited >= 1000, `fetch ${i + 1} came ${waited} ms after a 503 with Retry-After: 1`);
+    }
+    assert.notEqual(got[1].token, got[0].token, 'the refresh brought a new token');
+    assert.ok(got[1].receivedAt < got[0].exp * 1000, 'the new token came before the first expired');
+
+    // Momento's web SDK takes the vended token; a string of another shape is refused.
+    const accepted = await page.evaluate((t) => window.momentoAccepts(t), got[1].token);
+    assert.deepEqual(accepted, { accepted: true, endpoint: 'cache.standin.momento.localhost' });
+    const refused = await page.evaluate(() => window.momentoAccepts('not-a-token'));
+    assert.equal(refused.accepted, false, 'the SDK must refuse a token of another shape');
+    console.log(`  Momento web SDK: vended token accepted (${accepted.endpoint}); "not-a-token" refused (${refused.error})`);
+    await page.evaluate(() => window.sources.live.stop());
+    await page.screenshot({ path: path.join(outDir, 'client.png'), fullPage: true });
+
+    // stop() ends the timers: under Playwright's fake clock, two hours pass; the stopped source
+    // fetches nothing more, while a running one (the control) refreshes.
+    const fake = await (await browser.newContext()).newPage();
+    await fake.clock.install();
+    await fake.goto(`${pageBase}/client.html`);
+    assert.equal(await fake.evaluate(() => window.clientReady), true, 'client page loaded');
+    await fake.evaluate(async (u) => {
+      window.startSource('stopped', u, { marginSeconds: 59 });
+      window.startSource('running', u, { marginSeconds: 59 });
+      await window.sources.stopped.current();
+      await window.sources.running.current();
+      window.sources.stopped.stop();
+    }, tokens);
+    await fake.evaluate(() => { window.runningFetched = window.nextFetch('running'); });
+    await fake.clock.runFor('02:00:00');
+    await fake.evaluate(() => window.runningFetched);
+    const counts = await fake.evaluate(() => ({
+      stopped: window.fetches.filter((f) => f.source === 'stopped').length,
+      running: window.fetches.filter((f) => f.source === 'running').length,
+    }));
+    assert.equal(counts.stopped, 1, 'a stopped source fetches nothing more');
+    assert.ok(counts.running >= 2, 'the running source refreshed under the same clock');
+    console.log(`  stop(): after 2 h of fake time, stopped source ${counts.stopped} fetch, running source ${counts.running}`);
+  } catch (e) {
+    console.error(dev.logs());
+    throw e;
+  } finally {
+    stopDev(dev);
+  }
+}
+
 async function main() {
   await mkdir(outDir, { recursive: true });
   const ports = { dev: await freePort(), standin: await freePort(), control: await freePort() };
   const dev = await startDev(ports);
   const pageHtml = await readFile(path.join(here, 'page.html'));
+  const files = await pageFiles();
   const pageServer = createServer((req, res) => {
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-    res.end(pageHtml);
+    const [type, body] = files[new URL(req.url, 'http://x').pathname] ?? ['text/html; charset=utf-8', pageHtml];
+    res.writeHead(200, { 'content-type': type });
+    res.end(body);
   });
   pageServer.listen(0, '127.0.0.1');
   await once(pageServer, 'listening');
@@ -222,7 +320,9 @@ async function main() {
     assert.equal(missing.status, 404);
 
     await page.screenshot({ path: path.join(outDir, 'browser.png'), fullPage: true });
-    console.log(`browser test passed; screenshot: test-output/browser.png`);
+
+    await checkTokenClient(browser, `http://localhost:${pageServer.address().port}`);
+    console.log(`browser test passed; screenshots: test-output/browser.png, test-output/client.png`);
   } catch (e) {
     console.error(dev.logs());
     throw e;

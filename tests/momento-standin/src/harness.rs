@@ -111,11 +111,10 @@ impl FunctionUnderTest {
             .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
             .env("AWS_SECRET_ACCESS_KEY", "example-secret-access-key")
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                "/nonexistent/aws-credentials",
-            )
+            // Empty AWS config files: nothing from this machine's ~/.aws, and
+            // (unlike a missing file) no warning from the SDK about them.
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
             .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &secrets_url)
             .env("SECRET_ID", SECRET_NAME)
             .env("MOMENTO_ENDPOINT_OVERRIDE", &momento_url)
