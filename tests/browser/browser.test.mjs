@@ -296,11 +296,13 @@ async function main() {
     assert.equal(failed.status, 500);
     assert.deepEqual(failed.body, { message: 'Something went wrong' });
 
+    // The sample events above left fresh tokens in this container: throttled minting shares one.
+    // (The 503 a container with nothing to share answers is read in checkTokenClient.)
     await setFault(ports.control, 'mint', 'resource_exhausted');
-    const throttled = await fetchJson('mint throttled', tokens);
-    assert.equal(throttled.readable, true, `503 must be readable: ${throttled.error}`);
-    assert.equal(throttled.status, 503);
-    assert.equal(throttled.retryAfter, '1', 'Retry-After is exposed to the page');
+    const throttled = await fetchJson('mint throttled: a fresh token is shared', tokens);
+    assert.equal(throttled.readable, true, `shared token must be readable: ${throttled.error}`);
+    assert.equal(throttled.status, 200);
+    assert.ok(throttled.body.exp > Date.now() / 1000 + 60, 'a shared token outlives the refresh margin');
     await setFault(ports.control, 'mint', 'none');
 
     const first = await fetchJson('first token', tokens);
