@@ -70,7 +70,7 @@ browser: tools browser-tools
 
 # Each benchmark once, in the test profile: proves the bench code builds and runs (no timings).
 bench-smoke:
-	cargo test --bench handler --bench process --bench crowd
+	cargo test --bench handler --bench process --bench crowd --bench cpu
 
 ## dev: run the function locally (stand-in Momento unless MOMENTO_API_KEY or SECRET_ID is set)
 dev: tools
@@ -81,3 +81,4 @@ bench: tools
 	cargo bench --bench handler
 	cargo bench --bench process
 	cargo bench --bench crowd
+	cargo bench --bench cpu

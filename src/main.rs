@@ -13,7 +13,11 @@ async fn main() -> Result<(), lambda_http::Error> {
     match Config::from_env() {
         Ok(config) => {
             let cors = config.cors_allow_origin.clone();
-            let app = App::new(MomentoInit::new(config), &cors);
+            let init = MomentoInit::new(config);
+            // INIT runs at full speed, requests at the memory size's CPU share:
+            // do here what needs no secret. The secret and the clients stay lazy.
+            init.prepare().await;
+            let app = App::new(init, &cors);
             let app = &app;
             lambda_http::run(service_fn(move |req: Request| async move {
                 Ok::<_, std::convert::Infallible>(app.handle(req).await)

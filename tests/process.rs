@@ -666,3 +666,37 @@ async fn text_logs_carry_no_colour_codes_when_stdout_is_not_a_terminal() {
     assert!(logs.contains("outcome=\"miss\""), "{logs}");
     assert!(!logs.contains('\u{1b}'), "ANSI escape in: {logs:?}");
 }
+
+#[tokio::test]
+async fn the_secrets_manager_client_is_prepared_during_init_and_the_secret_read_stays_lazy() {
+    let f = start(&[]).await;
+    f.runtime
+        .wait_first_poll(Duration::from_secs(15))
+        .await
+        .expect("the function polls for an event");
+    assert_eq!(f.secrets.reads(), 0, "the secret is not read in INIT");
+    assert_eq!(call(&f, "rest-get-tokens-order.json").await.status, 200);
+    assert_eq!(f.secrets.reads(), 1);
+    let logs = f.finish();
+    let messages: Vec<String> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["fields"]["message"].as_str().unwrap_or("").to_string())
+        .collect();
+    let prepared = messages
+        .iter()
+        .position(|m| m == "prepared the Secrets Manager client")
+        .expect("a prepared line");
+    let request = messages.iter().position(|m| m == "request").unwrap();
+    assert!(
+        prepared < request,
+        "prepared before the first request: {messages:?}"
+    );
+    // INIT lines carry no request span: the client was built before any invocation.
+    let line: serde_json::Value = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "prepared the Secrets Manager client")
+        .unwrap();
+    assert!(line["span"].is_null(), "{line}");
+}

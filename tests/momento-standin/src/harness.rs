@@ -13,6 +13,9 @@ use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use std::os::unix::process::CommandExt;
+
+use crate::cgroup::{join_self, CpuGroups};
 use crate::{v1_api_key, Answer, MomentoStandin, RuntimeApi, SecretsStandin};
 
 /// The Secrets Manager secret the function is pointed at.
@@ -89,6 +92,17 @@ impl FunctionUnderTest {
         env: &[(&str, &str)],
         standins: &Standins,
     ) -> std::io::Result<Self> {
+        Self::start_counted(binary, env, standins, None).await
+    }
+
+    /// Like [`FunctionUnderTest::start_with`]; with `cpu`, the process joins
+    /// those cgroups before exec, so every CPU cycle it spends is counted.
+    pub async fn start_counted(
+        binary: &Path,
+        env: &[(&str, &str)],
+        standins: &Standins,
+        cpu: Option<&CpuGroups>,
+    ) -> std::io::Result<Self> {
         let Standins {
             momento,
             secrets,
@@ -123,6 +137,13 @@ impl FunctionUnderTest {
             .stderr(Stdio::piped());
         for (k, v) in env {
             command.env(k, v);
+        }
+        if let Some(groups) = cpu {
+            let procs = groups.join_before_exec().clone();
+            // SAFETY: `join_self` only makes async-signal-safe syscalls.
+            unsafe {
+                command.pre_exec(move || join_self(&procs));
+            }
         }
         let spawned_at = Instant::now();
         let mut child = command.spawn()?;

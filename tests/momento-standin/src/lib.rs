@@ -3,7 +3,8 @@
 //!
 //! - [`momento`]: Momento's gRPC (cache `Get`/`Set`, token `GenerateDisposableToken` only);
 //! - [`secrets`]: AWS Secrets Manager's JSON 1.1 API (`GetSecretValue` only);
-//! - [`runtime`]: the Lambda Runtime API a function process polls.
+//! - [`runtime`]: the Lambda Runtime API a function process polls;
+//! - [`cgroup`]: CPU accounting and Lambda-like CPU limits for benchmarks.
 //!
 //! Not a Momento or AWS emulator: anything outside those calls is refused.
 
@@ -12,6 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
+pub mod cgroup;
 pub mod harness;
 pub mod momento;
 pub mod runtime;

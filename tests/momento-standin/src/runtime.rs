@@ -33,6 +33,7 @@ pub enum Answer {
 
 struct Shared {
     first_poll: Mutex<Option<Instant>>,
+    polled: tokio::sync::Notify,
     queue: AsyncMutex<mpsc::UnboundedReceiver<(String, Bytes)>>,
     waiting: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
     init_errors: Mutex<Vec<serde_json::Value>>,
@@ -40,6 +41,7 @@ struct Shared {
 
 async fn next(State(shared): State<Arc<Shared>>) -> Response {
     lock(&shared.first_poll).get_or_insert_with(Instant::now);
+    shared.polled.notify_waiters();
     let Some((id, event)) = shared.queue.lock().await.recv().await else {
         return StatusCode::GONE.into_response();
     };
@@ -123,6 +125,7 @@ impl RuntimeApi {
         let (queue, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             first_poll: Mutex::new(None),
+            polled: tokio::sync::Notify::new(),
             queue: AsyncMutex::new(rx),
             waiting: Mutex::new(HashMap::new()),
             init_errors: Mutex::new(Vec::new()),
@@ -175,6 +178,19 @@ impl RuntimeApi {
     /// When the function first asked for an event (it is ready to serve).
     pub fn first_poll(&self) -> Option<Instant> {
         *lock(&self.shared.first_poll)
+    }
+
+    /// Waits until the function has asked for its first event (its INIT is
+    /// over), for at most `timeout`; returns when that was.
+    pub async fn wait_first_poll(&self, timeout: Duration) -> Option<Instant> {
+        let polled = self.shared.polled.notified();
+        tokio::pin!(polled);
+        polled.as_mut().enable();
+        if let Some(at) = self.first_poll() {
+            return Some(at);
+        }
+        tokio::time::timeout(timeout, polled).await.ok()?;
+        self.first_poll()
     }
 
     /// Bodies posted to `/runtime/init/error`.

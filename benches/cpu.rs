@@ -1,0 +1,275 @@
+//! CPU per request, and a local power-tuning table.
+//!
+//! Lambda gives a function CPU in proportion to its memory (one vCPU at
+//! 1,769 MB); INIT (spawn → first poll for an event) runs at full speed,
+//! invocations at the share. At 128 MB, CPU time per request is latency.
+//!
+//! 1. **CPU**: the release binary runs in a cpuacct cgroup joined before exec,
+//!    so the CPU time of every thread is counted: INIT, the first request
+//!    (secret read, client construction, connections, get, mint, set), and
+//!    the mean per warm hit and per warm miss.
+//! 2. **Power tuning**: for 128, 256, 512 and 1024 MB, the process is moved
+//!    into a CPU cgroup with quota = period × MB / 1769 when it first polls
+//!    (INIT unthrottled); cold start (spawn → first 200), hit p50/p99, miss
+//!    p50, and the cost of a million hits at Lambda's arm64 prices.
+//!
+//! The stand-ins run in this (unthrottled) benchmark process, over loopback.
+//! Full run: `cargo bench --bench cpu`; any other way (`cargo test --bench
+//! cpu`, as CI does) or `--quick`, a smoke run. Without writable cgroups it
+//! prints why and measures nothing. `TVM_BENCH_BINARY` runs another build.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use momento_standin::cgroup::CpuGroups;
+use momento_standin::{FunctionUnderTest, HttpAnswer, Standins};
+use serde_json::{json, Value};
+
+/// Lambda arm64 prices, us-east-1 (AWS Lambda pricing page, first tier, as
+/// published in 2025; not re-read here: this machine has no internet).
+const PRICE_PER_GB_SECOND: f64 = 0.000_013_333_4;
+const PRICE_PER_MILLION_REQUESTS: f64 = 0.20;
+const PRICES_AS_OF: &str = "AWS Lambda pricing, arm64, us-east-1, 2025";
+/// The CFS period of the emulated CPU share.
+const PERIOD: Duration = Duration::from_millis(20);
+const SIZES_MB: [u32; 4] = [128, 256, 512, 1024];
+
+fn binary() -> PathBuf {
+    std::env::var_os("TVM_BENCH_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_token-vending-machine")))
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn event_from(ip: &str) -> Value {
+    let text =
+        std::fs::read_to_string(root().join("events/rest-get-tokens-order.json")).expect("event");
+    let mut e: Value = serde_json::from_str(&text).expect("event json");
+    e["requestContext"]["identity"]["sourceIp"] = json!(ip);
+    e
+}
+
+fn caller(i: usize) -> String {
+    format!("10.{}.{}.{}", i / 65536 % 256, i / 256 % 256, i % 256)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+async fn ok(f: &FunctionUnderTest, event: &Value) {
+    let answer = f.invoke(event).await;
+    let status = HttpAnswer::from_answer(&answer).map(|a| a.status);
+    assert_eq!(status, Some(200), "{answer:?}");
+}
+
+/// A process that has finished INIT, in its own counted cgroups.
+async fn spawn_ready(standins: &Standins) -> (CpuGroups, FunctionUnderTest) {
+    let groups = CpuGroups::create().expect("cgroups (checked at start)");
+    let f = FunctionUnderTest::start_counted(&binary(), &[], standins, Some(&groups))
+        .await
+        .expect("spawn");
+    f.runtime
+        .wait_first_poll(Duration::from_secs(30))
+        .await
+        .expect("the function polls for an event");
+    (groups, f)
+}
+
+/// Mean CPU per invocation over `events`, all expected to answer 200.
+async fn cpu_per_request(groups: &CpuGroups, f: &FunctionUnderTest, events: &[Value]) -> f64 {
+    let before = groups.usage().expect("usage");
+    for e in events {
+        ok(f, e).await;
+    }
+    ms(groups.usage().expect("usage") - before) / events.len() as f64
+}
+
+async fn cpu_figures(runs: usize, warm: usize) -> Value {
+    let mut init = Vec::new();
+    let mut first = Vec::new();
+    let mut hit = Vec::new();
+    let mut miss = Vec::new();
+    for run in 0..runs {
+        let standins = Standins::start().await.expect("stand-ins");
+        let (groups, f) = spawn_ready(&standins).await;
+        let at_init = groups.usage().expect("usage");
+        init.push(ms(at_init));
+        ok(&f, &event_from("203.0.113.10")).await;
+        first.push(ms(groups.usage().expect("usage") - at_init));
+        let hits: Vec<Value> = (0..warm).map(|_| event_from("203.0.113.10")).collect();
+        hit.push(cpu_per_request(&groups, &f, &hits).await);
+        let misses: Vec<Value> = (0..warm)
+            .map(|i| event_from(&caller(run * warm + i)))
+            .collect();
+        miss.push(cpu_per_request(&groups, &f, &misses).await);
+        f.finish();
+    }
+    let median = |v: &[f64]| percentile(v, 50.0);
+    json!({
+        "runs": runs,
+        "warm_requests_per_run": warm,
+        "init_ms": median(&init),
+        "first_request_ms": median(&first),
+        "warm_hit_ms": median(&hit),
+        "warm_miss_ms": median(&miss),
+    })
+}
+
+async fn power_row(memory_mb: u32, colds: usize, warm: usize) -> Value {
+    let mut cold = Vec::new();
+    for _ in 0..colds {
+        let standins = Standins::start().await.expect("stand-ins");
+        let (groups, f) = spawn_ready(&standins).await;
+        groups
+            .throttle(f.pid(), memory_mb, PERIOD)
+            .expect("throttle");
+        ok(&f, &event_from("203.0.113.10")).await;
+        cold.push(ms(f.spawned_at.elapsed()));
+        f.finish();
+    }
+    let standins = Standins::start().await.expect("stand-ins");
+    let (groups, f) = spawn_ready(&standins).await;
+    groups
+        .throttle(f.pid(), memory_mb, PERIOD)
+        .expect("throttle");
+    ok(&f, &event_from("203.0.113.10")).await;
+    let mut hits = Vec::new();
+    for _ in 0..warm {
+        let started = Instant::now();
+        ok(&f, &event_from("203.0.113.10")).await;
+        hits.push(ms(started.elapsed()));
+    }
+    let mut misses = Vec::new();
+    for i in 0..warm {
+        let started = Instant::now();
+        ok(&f, &event_from(&caller(i))).await;
+        misses.push(ms(started.elapsed()));
+    }
+    f.finish();
+    let hit_p50 = percentile(&hits, 50.0);
+    // Lambda bills whole milliseconds of duration.
+    let billed_s = hit_p50.ceil() / 1000.0;
+    let gb = f64::from(memory_mb) / 1024.0;
+    let cost = 1e6 * billed_s * gb * PRICE_PER_GB_SECOND + PRICE_PER_MILLION_REQUESTS;
+    json!({
+        "memory_mb": memory_mb,
+        "cpu_share": f64::from(memory_mb) / momento_standin::cgroup::MB_PER_VCPU,
+        "cold_start_ms": { "median": percentile(&cold, 50.0), "n": cold.len() },
+        "hit_ms": { "p50": hit_p50, "p99": percentile(&hits, 99.0), "n": hits.len() },
+        "miss_ms": { "p50": percentile(&misses, 50.0), "n": misses.len() },
+        "usd_per_million_hits": cost,
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--quick");
+    if let Err(e) = CpuGroups::create() {
+        println!("cpu bench skipped: cgroups are not usable here ({e}); run as root on Linux with cgroup v1 cpu+cpuacct or v2 cpu");
+        return;
+    }
+    let (runs, warm, colds, warm_tuned, sizes): (usize, usize, usize, usize, &[u32]) = if quick {
+        (1, 20, 1, 20, &SIZES_MB[..1])
+    } else {
+        (5, 500, 7, 300, &SIZES_MB[..])
+    };
+    let binary = binary();
+    eprintln!("cpu bench: {}", binary.display());
+    let cpu = cpu_figures(runs, warm).await;
+    let mut rows = Vec::new();
+    for &mb in sizes {
+        rows.push(power_row(mb, colds, warm_tuned).await);
+    }
+    let report = json!({
+        "binary": binary.display().to_string(),
+        "cpu_ms": cpu,
+        "power_tuning": {
+            "period_ms": ms(PERIOD),
+            "prices": { "usd_per_gb_second": PRICE_PER_GB_SECOND, "usd_per_million_requests": PRICE_PER_MILLION_REQUESTS, "as_of": PRICES_AS_OF },
+            "rows": rows,
+        },
+    });
+    if quick {
+        println!(
+            "\nsmoke run: {} (figures are not measurements)",
+            binary.display()
+        );
+    }
+    let f = |v: &Value| {
+        v.as_f64()
+            .map(|x| format!("{x:.3}"))
+            .unwrap_or("n/a".into())
+    };
+    let c = &report["cpu_ms"];
+    println!(
+        "\nCPU time of the function, all threads (median of {} runs, ms)",
+        c["runs"]
+    );
+    println!("  INIT (spawn → first poll)        {}", f(&c["init_ms"]));
+    println!(
+        "  first request                    {}",
+        f(&c["first_request_ms"])
+    );
+    println!(
+        "  per warm hit                     {}",
+        f(&c["warm_hit_ms"])
+    );
+    println!(
+        "  per warm miss                    {}",
+        f(&c["warm_miss_ms"])
+    );
+    println!(
+        "\npower tuning (CPU share = MB/1769 over {} ms periods, INIT unthrottled; {PRICES_AS_OF})",
+        ms(PERIOD)
+    );
+    println!(
+        "  {:>6} {:>14} {:>10} {:>10} {:>10} {:>16}",
+        "MB", "cold p50 ms", "hit p50", "hit p99", "miss p50", "$ per 1M hits"
+    );
+    for r in report["power_tuning"]["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "  {:>6} {:>14} {:>10} {:>10} {:>10} {:>16}",
+            r["memory_mb"],
+            f(&r["cold_start_ms"]["median"]),
+            f(&r["hit_ms"]["p50"]),
+            f(&r["hit_ms"]["p99"]),
+            f(&r["miss_ms"]["p50"]),
+            format!(
+                "{:.4}",
+                r["usd_per_million_hits"].as_f64().unwrap_or(f64::NAN)
+            ),
+        );
+    }
+    let out = root().join("test-output");
+    let _ = std::fs::create_dir_all(&out);
+    let name = match (quick, std::env::var("TVM_BENCH_LABEL")) {
+        (true, _) => "cpu-quick.json".to_string(),
+        (false, Ok(label)) => format!("cpu-{label}.json"),
+        (false, Err(_)) => "cpu.json".to_string(),
+    };
+    std::fs::write(
+        out.join(&name),
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    )
+    .expect("write report");
+    println!("\nwritten: test-output/{name}");
+}
