@@ -175,8 +175,46 @@ async fn power_row(memory_mb: u32, colds: usize, warm: usize) -> Value {
     })
 }
 
+/// `TVM_BENCH_PROFILE=hit|miss|cold`: only run that path, many times, for a
+/// profiler to attach to (e.g. `perf record -a -g` over this run, with a
+/// `TVM_BENCH_BINARY` built with symbols); prints the function's pids.
+async fn profile_only(kind: &str) {
+    let n = 5000;
+    let standins = Standins::start().await.expect("stand-ins");
+    let (groups, f) = spawn_ready(&standins).await;
+    println!("profiling {kind}: function pid {}", f.pid());
+    match kind {
+        "cold" => {
+            drop((groups, f));
+            for _ in 0..50 {
+                let (_g, f) = spawn_ready(&standins).await;
+                ok(&f, &event_from("203.0.113.10")).await;
+                f.finish();
+            }
+        }
+        "miss" => {
+            let events: Vec<Value> = (0..n).map(|i| event_from(&caller(i))).collect();
+            println!(
+                "{:.3} ms CPU per miss",
+                cpu_per_request(&groups, &f, &events).await
+            );
+        }
+        _ => {
+            ok(&f, &event_from("203.0.113.10")).await;
+            let events: Vec<Value> = (0..n).map(|_| event_from("203.0.113.10")).collect();
+            println!(
+                "{:.3} ms CPU per hit",
+                cpu_per_request(&groups, &f, &events).await
+            );
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
+    if let Ok(kind) = std::env::var("TVM_BENCH_PROFILE") {
+        return profile_only(&kind).await;
+    }
     let args: Vec<String> = std::env::args().collect();
     let quick = !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--quick");
     if let Err(e) = CpuGroups::create() {

@@ -39,6 +39,7 @@ pub struct MemoryCache {
     entries: Mutex<HashMap<String, (String, Duration)>>,
     get_behaviour: Mutex<Behaviour>,
     set_behaviour: Mutex<Behaviour>,
+    gets: AtomicU64,
     sets: AtomicU64,
 }
 
@@ -64,6 +65,10 @@ impl MemoryCache {
         *lock(&self.set_behaviour) = behaviour;
     }
 
+    pub fn gets(&self) -> u64 {
+        self.gets.load(Ordering::SeqCst)
+    }
+
     pub fn sets(&self) -> u64 {
         self.sets.load(Ordering::SeqCst)
     }
@@ -80,6 +85,7 @@ async fn act(behaviour: Behaviour) -> Result<(), CacheError> {
 
 impl TokenCache for MemoryCache {
     async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
         let behaviour = *lock(&self.get_behaviour);
         act(behaviour).await?;
         Ok(lock(&self.entries).get(key).map(|(v, _)| v.clone()))

@@ -6,6 +6,7 @@
 //! traits, [`TokenCache`] and [`TokenMinter`], so it is unit-tested with
 //! in-memory doubles and driven in production by the Momento adapters.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr};
@@ -159,6 +160,16 @@ struct Remembered {
     exp: u64,
 }
 
+/// How many callers' tokens one container remembers (about half a KiB each).
+pub const MAX_REMEMBERED_CALLERS: usize = 4096;
+
+/// A token served to one caller, kept until its cache entry would expire.
+struct ServedTo {
+    token: Remembered,
+    /// Epoch seconds: when the cache entry written for this token expires.
+    until: u64,
+}
+
 /// What one container remembers between requests.
 #[derive(Default)]
 struct Memory {
@@ -166,6 +177,10 @@ struct Memory {
     freshest: Option<Remembered>,
     /// No mint before this instant while there is a fresh token to share.
     mint_quiet_until: Option<Instant>,
+    /// By cache key: what each recent caller was given, so a caller coming
+    /// back to the same container is answered without a cache call (no
+    /// round trip, and one data-plane operation fewer against the cache's limit).
+    served: HashMap<String, ServedTo>,
 }
 
 /// The vending machine: a cache, a minter and the lifetimes that bind them.
@@ -210,11 +225,19 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
             budget: self.bounds.cache_budget,
             timings: CallTimings::default(),
         };
+        if let Some(body) = self.served_to(&key, now) {
+            return Ok(Vended {
+                body,
+                outcome: Outcome::Hit,
+                cause: None,
+                timings: call.timings,
+            });
+        }
 
         let mut cache_problem = match call.get(&self.cache, &key).await {
             Ok(Some(cached)) => match fresh(&cached, now) {
                 Some(exp) => {
-                    self.remember(&cached, exp);
+                    self.remember_for(&key, &cached, exp, now);
                     return Ok(Vended {
                         body: cached,
                         outcome: Outcome::Hit,
@@ -233,6 +256,7 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
                 let problem = format!("get: {e}");
                 if let Some(shared) = self.fresh_in_memory(now) {
                     // The cache is in trouble: don't add a set to its load.
+                    self.remember_for(&key, &shared.body, shared.exp, now);
                     return Ok(Vended {
                         body: shared.body,
                         outcome: Outcome::Shared,
@@ -272,7 +296,7 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
         };
         let body = serde_json::to_string(&token)
             .map_err(|_| MintError::Failed("could not encode the vended token".into()))?;
-        self.remember(&body, token.exp);
+        self.remember_for(&key, &body, token.exp, now);
 
         let ttl = self.ttl_for(token.exp, now);
         let (own, shared) = call
@@ -312,6 +336,7 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
         now: u64,
         cause: &str,
     ) -> Vended {
+        self.remember_for(key, &shared.body, shared.exp, now);
         let ttl = self.ttl_for(shared.exp, now);
         let cause = match call.set(&self.cache, key, &shared.body, ttl).await {
             Ok(()) => cause.to_string(),
@@ -364,6 +389,38 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
                 exp,
             });
         }
+    }
+
+    /// Remembers that the caller with cache key `key` was given `body` (and
+    /// keeps it as the freshest token if it is).
+    fn remember_for(&self, key: &str, body: &str, exp: u64, now: u64) {
+        self.remember(body, exp);
+        let until = now.saturating_add(self.ttl_for(exp, now).as_secs());
+        let mut memory = self.memory();
+        if memory.served.len() >= MAX_REMEMBERED_CALLERS && !memory.served.contains_key(key) {
+            memory.served.retain(|_, s| s.until > now);
+            if memory.served.len() >= MAX_REMEMBERED_CALLERS {
+                // Still full of live entries: start over rather than track ages.
+                memory.served.clear();
+            }
+        }
+        let token = Remembered {
+            body: body.to_string(),
+            exp,
+        };
+        memory
+            .served
+            .insert(key.to_string(), ServedTo { token, until });
+    }
+
+    /// The token this container last gave the caller `key`, while its cache
+    /// entry would still be live and it outlives the refresh margin.
+    fn served_to(&self, key: &str, now: u64) -> Option<String> {
+        let memory = self.memory();
+        let served = memory.served.get(key)?;
+        let live =
+            served.until > now && served.token.exp > now.saturating_add(REFRESH_MARGIN.as_secs());
+        live.then(|| served.token.body.clone())
     }
 
     fn fresh_in_memory(&self, now: u64) -> Option<Remembered> {
@@ -851,6 +908,66 @@ mod tests {
         let vended = r.vendor.vend(ip("203.0.113.2")).await.unwrap();
         assert_eq!(vended.outcome, Outcome::Miss);
         assert_eq!(r.minter.calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_caller_coming_back_to_this_container_is_answered_from_memory() {
+        let r = rig();
+        let now = now_epoch();
+        let first = r.vendor.vend_at(ip("203.0.113.10"), now).await.unwrap();
+        let again = r
+            .vendor
+            .vend_at(ip("203.0.113.10"), now + 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.outcome, again.body.as_str()),
+            (Outcome::Hit, first.body.as_str())
+        );
+        assert_eq!(r.cache.gets(), 1, "no cache call for the second visit");
+        assert_eq!(again.timings, CallTimings::default());
+        // Once its cache entry would have expired, the cache is asked again.
+        let later = now + CACHE_TTL.as_secs();
+        r.vendor.vend_at(ip("203.0.113.10"), later).await.unwrap();
+        assert_eq!(r.cache.gets(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_token_near_expiry_is_not_served_from_memory() {
+        let r = rig();
+        let now = now_epoch();
+        let cached = token_json("short-lived", now + 100);
+        r.cache.insert("203.0.113.10-token", &cached);
+        assert_eq!(
+            r.vendor
+                .vend_at(ip("203.0.113.10"), now)
+                .await
+                .unwrap()
+                .body,
+            cached
+        );
+        let vended = r
+            .vendor
+            .vend_at(ip("203.0.113.10"), now + 40)
+            .await
+            .unwrap();
+        assert_eq!(
+            vended.outcome,
+            Outcome::Miss,
+            "100 - 40 is within the margin"
+        );
+        assert_eq!(r.cache.gets(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_memory_of_callers_is_bounded() {
+        let r = rig();
+        let now = now_epoch();
+        for i in 0..=MAX_REMEMBERED_CALLERS as u32 {
+            let caller = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            r.vendor.vend_at(caller, now).await.unwrap();
+            assert!(r.vendor.memory().served.len() <= MAX_REMEMBERED_CALLERS);
+        }
     }
 
     #[test]

@@ -33,8 +33,20 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) async fn serve_loopback(
     app: axum::Router,
 ) -> std::io::Result<(SocketAddr, oneshot::Sender<()>)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    serve_on(std::net::Ipv4Addr::LOCALHOST.into(), app).await
+}
+
+/// Serves `app` on a free port of `ip` until the returned sender is dropped.
+pub(crate) async fn serve_on(
+    ip: std::net::IpAddr,
+    app: axum::Router,
+) -> std::io::Result<(SocketAddr, oneshot::Sender<()>)> {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0)).await?;
     let addr = listener.local_addr()?;
+    // No Nagle (as the real services): small answers go out at once.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)

@@ -399,7 +399,10 @@ impl MomentoStandin {
         });
         let (tx, rx) = oneshot::channel::<()>();
         let service = Service(state.clone());
-        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        // No Nagle, as a real server would run: with it, two responses written
+        // back to back wait out the client's delayed ACK (about 40 ms).
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(ScsServer::new(service.clone()))

@@ -19,7 +19,7 @@ use axum::routing::post;
 use axum::Router;
 use tokio::sync::oneshot;
 
-use crate::{lock, serve_loopback};
+use crate::{lock, serve_on};
 
 #[derive(Default)]
 struct Shared {
@@ -129,11 +129,17 @@ pub struct SecretsStandin {
 
 impl SecretsStandin {
     pub async fn start() -> std::io::Result<Self> {
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST.into()).await
+    }
+
+    /// Starts on a free port of `ip` (e.g. a Docker bridge's address, for a
+    /// function in a container; never a public address).
+    pub async fn start_on(ip: std::net::IpAddr) -> std::io::Result<Self> {
         let shared = Arc::new(Shared::default());
         let app = Router::new()
             .route("/", post(handle))
             .with_state(shared.clone());
-        let (addr, shutdown) = serve_loopback(app).await?;
+        let (addr, shutdown) = serve_on(ip, app).await?;
         Ok(SecretsStandin {
             addr,
             shared,

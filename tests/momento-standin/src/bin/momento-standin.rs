@@ -1,7 +1,9 @@
 //! Runs the loopback Momento stand-in for local development (`make dev`) and
 //! the browser test.
 //!
-//! Usage: `momento-standin [--port N] [--api-key SECRET] [--control-port N] [--secret NAME]`.
+//! Usage: `momento-standin [--bind IP] [--port N] [--api-key SECRET] [--control-port N] [--secret NAME]`.
+//! `--bind` (default 127.0.0.1) is the address every server listens on: a
+//! Docker bridge's gateway address lets a function in a container reach them.
 //! Prints the v1 API key the function should use, then serves until
 //! interrupted. With `--control-port`, `PUT /faults/{get|set|mint}` with a
 //! body of `internal`, `unavailable`, `resource_exhausted`, `hang` or `none`
@@ -51,6 +53,7 @@ async fn set_fault(
 
 #[tokio::main]
 async fn main() {
+    let mut bind = std::net::IpAddr::from([127, 0, 0, 1]);
     let mut port: u16 = 9090;
     let mut control_port: Option<u16> = None;
     let mut api_key = "local-dev-key".to_string();
@@ -71,11 +74,16 @@ async fn main() {
                     }))
             }
             ("--api-key", Some(v)) => api_key = v,
+            ("--bind", Some(v)) => {
+                bind = v
+                    .parse()
+                    .unwrap_or_else(|_| fail(&format!("--bind: not an IP address: {v}")))
+            }
             ("--secret", Some(v)) => secret_name = Some(v),
-            _ => fail("usage: momento-standin [--port N] [--api-key SECRET] [--control-port N] [--secret NAME]"),
+            _ => fail("usage: momento-standin [--bind IP] [--port N] [--api-key SECRET] [--control-port N] [--secret NAME]"),
         }
     }
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = SocketAddr::new(bind, port);
     let standin = match MomentoStandin::start_on(addr, &api_key).await {
         Ok(s) => Arc::new(s),
         Err(e) => fail(&format!(
@@ -83,7 +91,7 @@ async fn main() {
         )),
     };
     if let Some(control_port) = control_port {
-        let control = SocketAddr::from(([127, 0, 0, 1], control_port));
+        let control = SocketAddr::new(bind, control_port);
         let listener = match tokio::net::TcpListener::bind(control).await {
             Ok(l) => l,
             Err(e) => fail(&format!("cannot listen on {control}: {e}")),
@@ -100,7 +108,7 @@ async fn main() {
     // Kept alive until exit.
     let _secrets = match secret_name {
         Some(name) => {
-            let secrets = SecretsStandin::start().await.unwrap_or_else(|e| {
+            let secrets = SecretsStandin::start_on(bind).await.unwrap_or_else(|e| {
                 fail(&format!("cannot start the Secrets Manager stand-in: {e}"))
             });
             secrets.put(&name, &serde_json::json!({ "momento": key }).to_string());

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# `make sam-local`: the function under SAM's own local runtime, in a container,
+# with the template's configuration:
+#   1. a Docker engine: the running one (DOCKER_HOST or the default socket), or
+#      a private dockerd (own socket, data root, no iptables) stopped at the end;
+#   2. the base image SAM runs, public.ecr.aws/lambda/provided:al2023-x86_64; when
+#      absent (no registry can be reached here) a stand-in made with
+#      `docker import` from host files: static busybox, the host's glibc, the CA
+#      bundle, /var/task, /var/runtime, /opt. A real image, when present, is used;
+#   3. the Momento and Secrets Manager stand-ins on the Docker bridge's gateway
+#      address (never a public one), and a derived invoke image carrying only
+#      the test environment (endpoint overrides, fake AWS credentials); the
+#      template gains no test settings. SECRET_ID comes from an --env-vars file;
+#   4. `sam local invoke` of every file in events/ (statuses from
+#      tests/event-expectations.json; null = an invocation error), then
+#      `sam local start-api` on a loopback port: GET /tokens twice (200, same
+#      token) and a POST.
+# Everything it starts is stopped by PID and removed in a trap, even on failure.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+export PATH="$ROOT/.venv/bin:$PATH" SAM_CLI_TELEMETRY=0
+BASE_IMAGE=public.ecr.aws/lambda/provided:al2023-x86_64
+INVOKE_IMAGE=tvm-sam-local-invoke:test
+PARAMS=(--parameter-overrides "Architecture=x86_64 MomentoApiKey=unused-locally")
+work=$(mktemp -d /tmp/tvm-sam-local.XXXXXX)
+started=$(date +%s)
+step() { echo "[sam-local +$(( $(date +%s) - started ))s] $*"; }
+pids=()
+own_dockerd=""
+
+cleanup() {
+  local rc=$?
+  set +e
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
+  if docker info >/dev/null 2>&1; then
+    # Containers SAM started from our image, and the images this run made.
+    ids=$(docker ps -aq --filter "ancestor=$INVOKE_IMAGE" 2>/dev/null; docker ps -aq --filter "label=tvm-sam-local" 2>/dev/null)
+    [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1
+    [ -n "$own_dockerd" ] || docker image rm -f "$INVOKE_IMAGE" >/dev/null 2>&1
+  fi
+  if [ -n "$own_dockerd" ]; then
+    local dpid
+    dpid=$(cat "$work/docker.pid" 2>/dev/null)
+    if [ -n "$dpid" ]; then
+      kill "$dpid" 2>/dev/null
+      for _ in $(seq 1 100); do kill -0 "$dpid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$dpid" 2>/dev/null
+    fi
+    # What dockerd leaves behind: its network namespace mount and the bridge.
+    grep -o "$work/exec[^ ]*" /proc/mounts | sort -r | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
+    ip link del docker0 2>/dev/null
+  fi
+  rm -rf "$work"
+  [ $rc -eq 0 ] && step "done" || step "FAILED (exit $rc)"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- 1. a Docker engine --------------------------------------------------------
+if docker info >/dev/null 2>&1; then
+  step "using the running Docker engine (${DOCKER_HOST:-default socket})"
+else
+  if ! command -v dockerd >/dev/null; then
+    step "installing Debian's docker.io"
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq docker.io >/dev/null
+  fi
+  # A bridge left by an earlier, killed run would clash with ours.
+  if ip link show docker0 >/dev/null 2>&1 && ! pgrep -x dockerd >/dev/null; then ip link del docker0; fi
+  own_dockerd=1
+  export DOCKER_HOST="unix://$work/docker.sock"
+  dockerd --host "$DOCKER_HOST" --data-root "$work/data" --exec-root "$work/exec" \
+    --pidfile "$work/docker.pid" --iptables=false --ip6tables=false --ip-forward=false \
+    >"$work/dockerd.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 300); do docker info >/dev/null 2>&1 && break; sleep 0.1; done
+  docker info >/dev/null 2>&1 || { cat "$work/dockerd.log"; echo "dockerd did not start" >&2; exit 1; }
+  step "started a private dockerd (pid $(cat "$work/docker.pid"), $DOCKER_HOST)"
+fi
+GATEWAY=$(docker network inspect bridge --format '{{(index .IPAM.Config 0).Gateway}}')
+[ -n "$GATEWAY" ] || { echo "no bridge gateway address" >&2; exit 1; }
+
+# --- 2. the base image -----------------------------------------------------------
+if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+  step "using $BASE_IMAGE as found"
+else
+  command -v busybox >/dev/null && busybox --list >/dev/null 2>&1 && file -L "$(command -v busybox)" | grep -q static || {
+    step "installing Debian's busybox-static"
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq busybox-static >/dev/null
+  }
+  rootfs="$work/rootfs"
+  mkdir -p "$rootfs"/{bin,lib64,lib/x86_64-linux-gnu,etc/ssl/certs,etc/pki/tls/certs,var/task,var/runtime,var/rapid,opt,tmp}
+  cp "$(command -v busybox)" "$rootfs/bin/busybox"
+  for applet in $(busybox --list); do ln -sf busybox "$rootfs/bin/$applet"; done
+  ln -s bin "$rootfs/sbin"; mkdir -p "$rootfs/usr"; ln -s ../bin "$rootfs/usr/bin"
+  for lib in libc.so.6 libm.so.6 libgcc_s.so.1 libpthread.so.0 libdl.so.2 librt.so.1; do
+    [ -e "/lib/x86_64-linux-gnu/$lib" ] && cp -L "/lib/x86_64-linux-gnu/$lib" "$rootfs/lib/x86_64-linux-gnu/"
+  done
+  cp -L /lib64/ld-linux-x86-64.so.2 "$rootfs/lib64/"
+  cp -L /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/"
+  cp -L /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/pki/tls/certs/ca-bundle.crt"
+  echo "root:x:0:0:root:/root:/bin/sh" >"$rootfs/etc/passwd"
+  tar -C "$rootfs" -c . | docker import \
+    --change 'ENV LAMBDA_TASK_ROOT=/var/task LAMBDA_RUNTIME_DIR=/var/runtime PATH=/usr/local/bin:/usr/bin:/bin:/opt/bin' \
+    --change 'WORKDIR /var/task' - "$BASE_IMAGE" >/dev/null
+  step "built a stand-in $BASE_IMAGE from host files (docker import)"
+fi
+
+# --- 3. stand-ins on the bridge, the invoke image, the env-vars file ---------------
+target="${CARGO_TARGET_DIR:-target}"
+[ -x "$target/debug/momento-standin" ] || cargo build -q -p momento-standin
+port() { python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$1"; }
+"$target/debug/momento-standin" --bind "$GATEWAY" --port "$(port "$GATEWAY")" \
+  --api-key sam-local-momento-secret --secret tvm/sam-local >"$work/standin.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do grep -q '^MOMENTO_API_KEY=' "$work/standin.out" && break; sleep 0.1; done
+grep -q '^MOMENTO_API_KEY=' "$work/standin.out" || { cat "$work/standin.out"; exit 1; }
+val() { sed -n "s/^$1=//p" "$work/standin.out"; }
+step "stand-ins on the bridge: Momento $(val MOMENTO_ENDPOINT_OVERRIDE), Secrets Manager $(val AWS_ENDPOINT_URL_SECRETS_MANAGER)"
+
+# Only what the test needs, on top of the base image; the template is untouched.
+cat >"$work/Dockerfile" <<EOF
+FROM $BASE_IMAGE
+LABEL tvm-sam-local=1
+ENV MOMENTO_ENDPOINT_OVERRIDE=$(val MOMENTO_ENDPOINT_OVERRIDE) \\
+    AWS_ENDPOINT_URL_SECRETS_MANAGER=$(val AWS_ENDPOINT_URL_SECRETS_MANAGER)
+EOF
+DOCKER_BUILDKIT=0 docker build -q -t "$INVOKE_IMAGE" "$work" >/dev/null
+# SECRET_ID is declared by the template (so --env-vars may set it): the stand-in's secret.
+cat >"$work/env.json" <<EOF
+{ "TokenVendingMachineFunction": { "SECRET_ID": "$(val SECRET_ID)" } }
+EOF
+# Fake credentials for the SDK's signer; the stand-in checks none, and nothing reaches AWS.
+export AWS_ACCESS_KEY_ID=AKIDSAMLOCAL AWS_SECRET_ACCESS_KEY=sam-local-not-a-secret AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+unset AWS_PROFILE AWS_SESSION_TOKEN
+SAM_LOCAL=(--skip-pull-image --invoke-image "$INVOKE_IMAGE" --env-vars "$work/env.json" "${PARAMS[@]}")
+
+# --- build -----------------------------------------------------------------------
+if [ ! -x .aws-sam/build/TokenVendingMachineFunction/bootstrap ] || [ -n "${SAM_LOCAL_REBUILD:-}" ]; then
+  step "sam build (x86_64)"
+  sam build "${PARAMS[@]}" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+fi
+
+# --- 4a. sam local invoke of every sample event -----------------------------------
+failures=0
+for event in events/*.json; do
+  name=$(basename "$event")
+  expected=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' tests/event-expectations.json "$name")
+  out=$(sam local invoke TokenVendingMachineFunction -e "$event" "${SAM_LOCAL[@]}" 2>"$work/invoke.err" | tail -n 1) || true
+  got=$(python3 -c '
+import json, sys
+try:
+    v = json.loads(sys.argv[1])
+except ValueError:
+    print("unreadable"); sys.exit()
+print(v["statusCode"] if isinstance(v, dict) and "statusCode" in v else ("None" if isinstance(v, dict) and "errorType" in v else "unreadable"))
+' "$out")
+  if [ "$got" = "$expected" ]; then
+    step "sam local invoke -e $event: ${got/None/invocation error}"
+  else
+    step "sam local invoke -e $event: expected $expected, got $got: $out"; sed -n '1,40p' "$work/invoke.err"
+    failures=$((failures + 1))
+  fi
+  [ -n "${first_output:-}" ] || first_output="$out"
+done
+echo "one sam local invoke output: $first_output"
+[ $failures -eq 0 ] || { echo "$failures event(s) got the wrong answer" >&2; exit 1; }
+
+# --- 4b. sam local start-api + curl ------------------------------------------------
+api_port=$(port 127.0.0.1)
+sam local start-api --host 127.0.0.1 --port "$api_port" "${SAM_LOCAL[@]}" >"$work/api.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 600); do curl -s -o /dev/null "http://127.0.0.1:$api_port/" && break; sleep 0.1; done
+curl_json() { curl -s -w '\n%{http_code}' "$@"; }
+first=$(curl_json "http://127.0.0.1:$api_port/tokens"); second=$(curl_json "http://127.0.0.1:$api_port/tokens")
+post=$(curl_json -X POST "http://127.0.0.1:$api_port/tokens")
+echo "curl http://127.0.0.1:$api_port/tokens → $(tail -n1 <<<"$first") $(head -n1 <<<"$first" | sed -E 's/"token":"([^"]{12})[^"]*"/"token":"\1…"/')"
+echo "curl http://127.0.0.1:$api_port/tokens → $(tail -n1 <<<"$second") (again)"
+echo "curl -X POST http://127.0.0.1:$api_port/tokens → $(tail -n1 <<<"$post") $(head -n1 <<<"$post")"
+python3 - "$first" "$second" "$post" <<'EOF' || { cat "$work/api.log"; exit 1; }
+import json, sys, time
+first, second, post = ([l for l in a.split("\n")] for a in sys.argv[1:4])
+assert first[-1] == "200" and second[-1] == "200", (first, second)
+a, b = json.loads(first[0]), json.loads(second[0])
+assert a["token"] and a["exp"] > time.time() + 60, a
+assert a == b, "the same caller gets the same token"
+# start-api mounts only GET /tokens: SAM itself answers other methods.
+assert post[-1] in ("403", "405"), post
+EOF
+step "start-api: two GETs 200 with the same token; POST answered $(tail -n1 <<<"$post")"
