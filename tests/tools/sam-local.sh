@@ -53,6 +53,8 @@ cleanup() {
     ip link del docker0 2>/dev/null
   fi
   rm -rf "$work"
+  # SAM's own marker for the image it builds on ours.
+  rm -f /tmp/"${INVOKE_IMAGE%%:*}"_rapid-*.building.status
   [ $rc -eq 0 ] && step "done" || step "FAILED (exit $rc)"
   exit $rc
 }
@@ -80,8 +82,10 @@ else
   docker info >/dev/null 2>&1 || { cat "$work/dockerd.log"; echo "dockerd did not start" >&2; exit 1; }
   step "started a private dockerd (pid $(cat "$work/docker.pid"), $DOCKER_HOST)"
 fi
-GATEWAY=$(docker network inspect bridge --format '{{(index .IPAM.Config 0).Gateway}}')
-[ -n "$GATEWAY" ] || { echo "no bridge gateway address" >&2; exit 1; }
+# The default bridge's gateway: this machine's address on docker0, which containers reach.
+GATEWAY=$(docker network inspect bridge --format '{{range .IPAM.Config}}{{.Gateway}}{{end}}' 2>/dev/null || true)
+[ -n "$GATEWAY" ] || GATEWAY=$(ip -4 -o addr show docker0 2>/dev/null | awk '{print $4}' | cut -d/ -f1)
+[ -n "$GATEWAY" ] || { echo "no address for the Docker bridge (docker0)" >&2; exit 1; }
 
 # --- 2. the base image -----------------------------------------------------------
 if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
@@ -95,7 +99,7 @@ else
   rootfs="$work/rootfs"
   mkdir -p "$rootfs"/{bin,lib64,lib/x86_64-linux-gnu,etc/ssl/certs,etc/pki/tls/certs,var/task,var/runtime,var/rapid,opt,tmp}
   cp "$(command -v busybox)" "$rootfs/bin/busybox"
-  for applet in $(busybox --list); do ln -sf busybox "$rootfs/bin/$applet"; done
+  for applet in $(busybox --list); do [ "$applet" = busybox ] || ln -s busybox "$rootfs/bin/$applet"; done
   ln -s bin "$rootfs/sbin"; mkdir -p "$rootfs/usr"; ln -s ../bin "$rootfs/usr/bin"
   for lib in libc.so.6 libm.so.6 libgcc_s.so.1 libpthread.so.0 libdl.so.2 librt.so.1; do
     [ -e "/lib/x86_64-linux-gnu/$lib" ] && cp -L "/lib/x86_64-linux-gnu/$lib" "$rootfs/lib/x86_64-linux-gnu/"
@@ -117,19 +121,20 @@ port() { python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0
 "$target/debug/momento-standin" --bind "$GATEWAY" --port "$(port "$GATEWAY")" \
   --api-key sam-local-momento-secret --secret tvm/sam-local >"$work/standin.out" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do grep -q '^MOMENTO_API_KEY=' "$work/standin.out" && break; sleep 0.1; done
+for _ in $(seq 1 100); do grep -qs '^MOMENTO_API_KEY=' "$work/standin.out" && break; sleep 0.1; done
 grep -q '^MOMENTO_API_KEY=' "$work/standin.out" || { cat "$work/standin.out"; exit 1; }
 val() { sed -n "s/^$1=//p" "$work/standin.out"; }
 step "stand-ins on the bridge: Momento $(val MOMENTO_ENDPOINT_OVERRIDE), Secrets Manager $(val AWS_ENDPOINT_URL_SECRETS_MANAGER)"
 
 # Only what the test needs, on top of the base image; the template is untouched.
-cat >"$work/Dockerfile" <<EOF
+mkdir -p "$work/image"
+cat >"$work/image/Dockerfile" <<EOF
 FROM $BASE_IMAGE
 LABEL tvm-sam-local=1
 ENV MOMENTO_ENDPOINT_OVERRIDE=$(val MOMENTO_ENDPOINT_OVERRIDE) \\
     AWS_ENDPOINT_URL_SECRETS_MANAGER=$(val AWS_ENDPOINT_URL_SECRETS_MANAGER)
 EOF
-DOCKER_BUILDKIT=0 docker build -q -t "$INVOKE_IMAGE" "$work" >/dev/null
+DOCKER_BUILDKIT=0 docker build -q -t "$INVOKE_IMAGE" "$work/image" >/dev/null 2>"$work/image.err" || { cat "$work/image.err"; exit 1; }
 # SECRET_ID is declared by the template (so --env-vars may set it): the stand-in's secret.
 cat >"$work/env.json" <<EOF
 { "TokenVendingMachineFunction": { "SECRET_ID": "$(val SECRET_ID)" } }

@@ -108,6 +108,26 @@ impl CpuGroups {
         &self.account_procs
     }
 
+    /// Of [`CpuGroups::usage`], the part spent in the kernel (system time).
+    pub fn system_usage(&self) -> io::Result<Duration> {
+        match self.layout {
+            Layout::V1 { .. } => {
+                let ns = std::fs::read_to_string(self.account.join("cpuacct.usage_sys"))?;
+                let ns: u64 = ns.trim().parse().map_err(io::Error::other)?;
+                Ok(Duration::from_nanos(ns))
+            }
+            Layout::V2 => {
+                let stat = std::fs::read_to_string(self.account.join("cpu.stat"))?;
+                let usec = stat
+                    .lines()
+                    .find_map(|l| l.strip_prefix("system_usec "))
+                    .ok_or_else(|| io::Error::other("cpu.stat has no system_usec"))?;
+                let usec: u64 = usec.trim().parse().map_err(io::Error::other)?;
+                Ok(Duration::from_micros(usec))
+            }
+        }
+    }
+
     /// CPU time used so far by every process and thread that joined.
     pub fn usage(&self) -> io::Result<Duration> {
         match self.layout {
