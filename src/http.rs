@@ -53,7 +53,7 @@ pub fn route(req: &Request) -> Route {
     } else {
         raw
     };
-    if path_without_stage(path, stage(req).as_deref()) != TOKENS_PATH {
+    if path_without_stage(path, stage(req)) != TOKENS_PATH {
         return Route::Reject(Rejection::NotFound);
     }
     match *req.method() {
@@ -64,10 +64,10 @@ pub fn route(req: &Request) -> Route {
 }
 
 /// The stage API Gateway named in the request context, if any.
-fn stage(req: &Request) -> Option<String> {
+fn stage(req: &Request) -> Option<&str> {
     match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.stage.clone(),
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.clone(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.stage.as_deref(),
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.as_deref(),
         _ => None,
     }
 }
