@@ -20,7 +20,6 @@
 //! cpu`, as CI does) or `--quick`, a smoke run. Without writable cgroups it
 //! prints why and measures nothing. `TVM_BENCH_BINARY` runs another build.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use momento_standin::cgroup::CpuGroups;
@@ -36,15 +35,8 @@ const PRICES_AS_OF: &str = "AWS Lambda pricing, arm64, us-east-1, 2025";
 const PERIOD: Duration = Duration::from_millis(20);
 const SIZES_MB: [u32; 4] = [128, 256, 512, 1024];
 
-fn binary() -> PathBuf {
-    std::env::var_os("TVM_BENCH_BINARY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_token-vending-machine")))
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{binary, percentile, quick_run, root, write_report};
 
 fn event_from(ip: &str) -> Value {
     let text =
@@ -60,16 +52,6 @@ fn caller(i: usize) -> String {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn percentile(values: &[f64], p: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 async fn ok(f: &FunctionUnderTest, event: &Value) {
@@ -171,6 +153,17 @@ async fn cpu_figures(runs: usize, warm: usize) -> Value {
     })
 }
 
+/// Round trip of each event, one after another (ms).
+async fn latencies(f: &FunctionUnderTest, events: impl Iterator<Item = Value>) -> Vec<f64> {
+    let mut took = Vec::new();
+    for e in events {
+        let started = Instant::now();
+        ok(f, &e).await;
+        took.push(ms(started.elapsed()));
+    }
+    took
+}
+
 async fn power_row(memory_mb: u32, colds: usize, warm: usize) -> Value {
     let mut cold = Vec::new();
     for _ in 0..colds {
@@ -189,18 +182,8 @@ async fn power_row(memory_mb: u32, colds: usize, warm: usize) -> Value {
         .throttle(f.pid(), memory_mb, PERIOD)
         .expect("throttle");
     ok(&f, &event_from("203.0.113.10")).await;
-    let mut hits = Vec::new();
-    for _ in 0..warm {
-        let started = Instant::now();
-        ok(&f, &event_from("203.0.113.10")).await;
-        hits.push(ms(started.elapsed()));
-    }
-    let mut misses = Vec::new();
-    for i in 0..warm {
-        let started = Instant::now();
-        ok(&f, &event_from(&caller(i))).await;
-        misses.push(ms(started.elapsed()));
-    }
+    let hits = latencies(&f, (0..warm).map(|_| event_from("203.0.113.10"))).await;
+    let misses = latencies(&f, (0..warm).map(|i| event_from(&caller(i)))).await;
     f.finish();
     let hit_p50 = percentile(&hits, 50.0);
     // Lambda bills whole milliseconds of duration.
@@ -257,8 +240,7 @@ async fn main() {
     if let Ok(kind) = std::env::var("TVM_BENCH_PROFILE") {
         return profile_only(&kind).await;
     }
-    let args: Vec<String> = std::env::args().collect();
-    let quick = !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--quick");
+    let quick = quick_run();
     if let Err(e) = CpuGroups::create() {
         println!("cpu bench skipped: cgroups are not usable here ({e}); run as root on Linux with cgroup v1 cpu+cpuacct or v2 cpu");
         return;
@@ -343,17 +325,5 @@ async fn main() {
             ),
         );
     }
-    let out = root().join("test-output");
-    let _ = std::fs::create_dir_all(&out);
-    let name = match (quick, std::env::var("TVM_BENCH_LABEL")) {
-        (true, _) => "cpu-quick.json".to_string(),
-        (false, Ok(label)) => format!("cpu-{label}.json"),
-        (false, Err(_)) => "cpu.json".to_string(),
-    };
-    std::fs::write(
-        out.join(&name),
-        serde_json::to_string_pretty(&report).unwrap_or_default(),
-    )
-    .expect("write report");
-    println!("\nwritten: test-output/{name}");
+    write_report("cpu", quick, &report);
 }

@@ -16,7 +16,6 @@
 //! not measurements. `TVM_BENCH_BINARY` runs another build (e.g. before a change).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,15 +23,8 @@ use momento_standin::{FunctionUnderTest, HttpAnswer, Op, Plane, Standins};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-fn binary() -> PathBuf {
-    std::env::var_os("TVM_BENCH_BINARY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_token-vending-machine")))
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{binary, percentile, quick_run, root, write_report};
 
 struct Plan {
     containers: usize,
@@ -116,18 +108,9 @@ fn now_epoch() -> u64 {
         .unwrap_or(0)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let quick = !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--quick");
+    let quick = quick_run();
     let plan = if quick {
         Plan {
             containers: 2,
@@ -268,19 +251,7 @@ async fn main() {
         report["mints_refused"],
         report["cache_calls_refused"],
     );
-    let out = root().join("test-output");
-    let _ = std::fs::create_dir_all(&out);
-    let name = match (quick, std::env::var("TVM_BENCH_LABEL")) {
-        (true, _) => "crowd-quick.json".to_string(),
-        (false, Ok(label)) => format!("crowd-{label}.json"),
-        (false, Err(_)) => "crowd.json".to_string(),
-    };
-    std::fs::write(
-        out.join(&name),
-        serde_json::to_string_pretty(&report).unwrap_or_default(),
-    )
-    .expect("write report");
-    println!("written: test-output/{name}");
+    write_report("crowd", quick, &report);
     if quick {
         // The smoke run still checks that the crowd was served at all.
         assert!(usable > 0, "no usable token in the smoke run: {report}");

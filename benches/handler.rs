@@ -42,7 +42,9 @@ fn vending(c: &mut Criterion) {
     c.bench_function("vend_miss", |b| {
         b.to_async(&rt).iter(|| {
             n = n.wrapping_add(1);
-            miss.vend(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 | (n & 0xff_ffff))))
+            miss.vend(IpAddr::from(std::net::Ipv4Addr::from(
+                0x0a00_0000 | (n & 0xff_ffff),
+            )))
         })
     });
 }

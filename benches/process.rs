@@ -8,23 +8,14 @@
 //! run any other way (`cargo test --bench process`, as CI does) or with `--quick`, it
 //! is a short smoke run that writes test-output/bench-quick.json instead.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use momento_standin::{FunctionUnderTest, HttpAnswer};
 use serde_json::{json, Value};
 
-/// The binary under test: this build's release binary, or `TVM_BENCH_BINARY`
-/// (to compare another build, e.g. before a change, on the same machine and hour).
-fn binary() -> PathBuf {
-    std::env::var_os("TVM_BENCH_BINARY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_token-vending-machine")))
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{binary, percentile, quick_run, root, write_report};
 
 fn event() -> Value {
     let text =
@@ -40,15 +31,6 @@ fn event_from(ip: &str) -> Value {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// Nearest-rank percentile of an ascending slice.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
@@ -192,8 +174,7 @@ async fn warm(f: &FunctionUnderTest, events: impl Iterator<Item = Value>) -> Vec
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let quick = !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--quick");
+    let quick = quick_run();
     let (cold_runs, warm_runs) = if quick { (2, 50) } else { (15, 1000) };
     let binary = binary();
     eprintln!(
@@ -278,21 +259,7 @@ async fn main() {
         );
     }
     print_table(&report);
-    let out = root().join("test-output");
-    let _ = std::fs::create_dir_all(&out);
-    // TVM_BENCH_LABEL names the report of a comparison run (bench-<label>.json).
-    let name = match (quick, std::env::var("TVM_BENCH_LABEL")) {
-        (true, _) => "bench-quick.json".to_string(),
-        (false, Ok(label)) => format!("bench-{label}.json"),
-        (false, Err(_)) => "bench.json".to_string(),
-    };
-    let path = out.join(name);
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&report).unwrap_or_default(),
-    )
-    .expect("write report");
-    println!("\nwritten: {}", path.display());
+    write_report("bench", quick, &report);
 }
 
 fn print_table(r: &Value) {

@@ -108,42 +108,31 @@ impl CpuGroups {
         &self.account_procs
     }
 
-    /// Of [`CpuGroups::usage`], the part spent in the kernel (system time).
-    pub fn system_usage(&self) -> io::Result<Duration> {
-        match self.layout {
-            Layout::V1 { .. } => {
-                let ns = std::fs::read_to_string(self.account.join("cpuacct.usage_sys"))?;
-                let ns: u64 = ns.trim().parse().map_err(io::Error::other)?;
-                Ok(Duration::from_nanos(ns))
-            }
-            Layout::V2 => {
-                let stat = std::fs::read_to_string(self.account.join("cpu.stat"))?;
-                let usec = stat
-                    .lines()
-                    .find_map(|l| l.strip_prefix("system_usec "))
-                    .ok_or_else(|| io::Error::other("cpu.stat has no system_usec"))?;
-                let usec: u64 = usec.trim().parse().map_err(io::Error::other)?;
-                Ok(Duration::from_micros(usec))
-            }
-        }
-    }
-
     /// CPU time used so far by every process and thread that joined.
     pub fn usage(&self) -> io::Result<Duration> {
+        self.read_counter("cpuacct.usage", "usage_usec")
+    }
+
+    /// Of [`CpuGroups::usage`], the part spent in the kernel (system time).
+    pub fn system_usage(&self) -> io::Result<Duration> {
+        self.read_counter("cpuacct.usage_sys", "system_usec")
+    }
+
+    /// A v1 `cpuacct` file (nanoseconds) or a v2 `cpu.stat` field (microseconds).
+    fn read_counter(&self, v1_file: &str, v2_field: &str) -> io::Result<Duration> {
+        let number = |text: &str| text.trim().parse::<u64>().map_err(io::Error::other);
         match self.layout {
             Layout::V1 { .. } => {
-                let ns = std::fs::read_to_string(self.account.join("cpuacct.usage"))?;
-                let ns: u64 = ns.trim().parse().map_err(io::Error::other)?;
-                Ok(Duration::from_nanos(ns))
+                let text = std::fs::read_to_string(self.account.join(v1_file))?;
+                Ok(Duration::from_nanos(number(&text)?))
             }
             Layout::V2 => {
                 let stat = std::fs::read_to_string(self.account.join("cpu.stat"))?;
-                let usec = stat
+                let value = stat
                     .lines()
-                    .find_map(|l| l.strip_prefix("usage_usec "))
-                    .ok_or_else(|| io::Error::other("cpu.stat has no usage_usec"))?;
-                let usec: u64 = usec.trim().parse().map_err(io::Error::other)?;
-                Ok(Duration::from_micros(usec))
+                    .find_map(|l| l.strip_prefix(v2_field)?.strip_prefix(' '))
+                    .ok_or_else(|| io::Error::other(format!("cpu.stat has no {v2_field}")))?;
+                Ok(Duration::from_micros(number(value)?))
             }
         }
     }
