@@ -11,7 +11,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import path from 'node:path';
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
 import * as esbuild from 'esbuild';
 
@@ -252,6 +252,17 @@ async function checkTokenClient(browser, pageBase) {
   }
 }
 
+// The same module in Node (20+ has fetch): a token from the dev server, then stop().
+async function checkNodeClient(base) {
+  const { createTokenSource } = await import(pathToFileURL(path.join(root, 'web/tvm-client.js')).href);
+  const source = createTokenSource(`${base}/tokens`);
+  const token = await source.current();
+  source.stop();
+  assert.equal(typeof token.token, 'string');
+  assert.ok(token.token.length > 0 && token.exp > Date.now() / 1000 + 60, JSON.stringify(token.exp));
+  console.log(`  web/tvm-client.js in Node ${process.version}: token received (exp in ${Math.round(token.exp - Date.now() / 1000)} s), stopped`);
+}
+
 async function main() {
   await mkdir(outDir, { recursive: true });
   const ports = { dev: await freePort(), standin: await freePort(), control: await freePort() };
@@ -324,6 +335,7 @@ async function main() {
     await page.screenshot({ path: path.join(outDir, 'browser.png'), fullPage: true });
 
     await checkTokenClient(browser, `http://localhost:${pageServer.address().port}`);
+    await checkNodeClient(dev.base);
     console.log(`browser test passed; screenshots: test-output/browser.png, test-output/client.png`);
   } catch (e) {
     console.error(dev.logs());
