@@ -164,24 +164,27 @@ async fn latencies(f: &FunctionUnderTest, events: impl Iterator<Item = Value>) -
     took
 }
 
-async fn power_row(memory_mb: u32, colds: usize, warm: usize) -> Value {
-    let mut cold = Vec::new();
-    for _ in 0..colds {
-        let standins = Standins::start().await.expect("stand-ins");
-        let (groups, f) = spawn_ready(&standins).await;
-        groups
-            .throttle(f.pid(), memory_mb, PERIOD)
-            .expect("throttle");
-        ok(&f, &event_from("203.0.113.10")).await;
-        cold.push(ms(f.spawned_at.elapsed()));
-        f.finish();
-    }
+/// A fresh container at `memory_mb`'s CPU share after INIT, having answered
+/// its first request; with that cold start (spawn → first 200, ms).
+async fn cold_at(memory_mb: u32) -> (CpuGroups, FunctionUnderTest, f64) {
     let standins = Standins::start().await.expect("stand-ins");
     let (groups, f) = spawn_ready(&standins).await;
     groups
         .throttle(f.pid(), memory_mb, PERIOD)
         .expect("throttle");
     ok(&f, &event_from("203.0.113.10")).await;
+    let cold = ms(f.spawned_at.elapsed());
+    (groups, f, cold)
+}
+
+async fn power_row(memory_mb: u32, colds: usize, warm: usize) -> Value {
+    let mut cold = Vec::new();
+    for _ in 0..colds {
+        let (_groups, f, took) = cold_at(memory_mb).await;
+        cold.push(took);
+        f.finish();
+    }
+    let (_groups, f, _) = cold_at(memory_mb).await;
     let hits = latencies(&f, (0..warm).map(|_| event_from("203.0.113.10"))).await;
     let misses = latencies(&f, (0..warm).map(|i| event_from(&caller(i)))).await;
     f.finish();
