@@ -1,10 +1,11 @@
 //! Token vending machine: an AWS Lambda function that hands browsers
 //! short-lived, subscribe-only Momento tokens.
 //!
-//! `GET /tokens` identifies the caller by the source IP API Gateway saw,
-//! reuses that caller's cached token while it has more than a minute left, and
-//! otherwise mints a new one and caches it. The Momento API key never leaves
-//! this function.
+//! `GET /tokens` identifies the caller by the source IP API Gateway saw (an
+//! IPv6 caller by its /64), reuses that caller's token while it has more than a
+//! minute left, and otherwise mints a new one and caches it; when Momento
+//! throttles minting, it shares a fresh token already vended. The Momento API
+//! key never leaves this function.
 //!
 //! Layout, from the edge inwards:
 //! - [`app`]: the request handler, lazy retryable init, per-request log line;

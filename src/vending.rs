@@ -1,7 +1,9 @@
-//! The vending logic: reuse a caller's cached token or mint a new one.
+//! The vending logic: reuse a caller's token, mint a new one, or share a
+//! fresh one when Momento's rate limits say no.
 //!
-//! This module owns the decisions (what counts as a usable cached token, when
-//! to mint, what is stored and for how long, how long each outbound call may
+//! This module owns the decisions (what counts as a usable token, how callers
+//! are keyed, what one container remembers, when to mint, when to share and
+//! back off, what is stored and for how long, how long each outbound call may
 //! take) and nothing else. It talks to the outside world through two small
 //! traits, [`TokenCache`] and [`TokenMinter`], so it is unit-tested with
 //! in-memory doubles and driven in production by the Momento adapters.
