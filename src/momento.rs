@@ -38,11 +38,18 @@ impl MomentoCache {
     }
 }
 
+/// Whether Momento refused our API key (revoked, rotated, or without the
+/// rights): the same answer from the cache and from the token service.
+fn key_refused(code: &MomentoErrorCode) -> bool {
+    matches!(
+        code,
+        MomentoErrorCode::AuthenticationError | MomentoErrorCode::PermissionError
+    )
+}
+
 fn cache_error(e: MomentoError) -> CacheError {
     match e.error_code {
-        MomentoErrorCode::AuthenticationError | MomentoErrorCode::PermissionError => {
-            CacheError::KeyRejected
-        }
+        code if key_refused(&code) => CacheError::KeyRejected,
         code => CacheError::Failed(format!("{code:?}: {}", e.message)),
     }
 }
@@ -109,9 +116,7 @@ impl TokenMinter for MomentoMinter {
             .await
             .map_err(|e| match e.error_code {
                 MomentoErrorCode::LimitExceededError => MintError::RateLimited,
-                MomentoErrorCode::AuthenticationError | MomentoErrorCode::PermissionError => {
-                    MintError::KeyRejected
-                }
+                code if key_refused(&code) => MintError::KeyRejected,
                 code => MintError::Failed(format!("{code:?}: {}", e.message)),
             })?;
         let exp = response.clone().expires_at().epoch();

@@ -420,8 +420,7 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
     fn served_to(&self, key: &str, now: u64) -> Option<String> {
         let memory = self.memory();
         let served = memory.served.get(key)?;
-        let live =
-            served.until > now && served.token.exp > now.saturating_add(REFRESH_MARGIN.as_secs());
+        let live = served.until > now && outlives_margin(served.token.exp, now);
         live.then(|| served.token.body.clone())
     }
 
@@ -429,7 +428,7 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
         self.memory()
             .freshest
             .clone()
-            .filter(|t| t.exp > now.saturating_add(REFRESH_MARGIN.as_secs()))
+            .filter(|t| outlives_margin(t.exp, now))
     }
 
     fn back_off_minting(&self) {
@@ -513,12 +512,18 @@ async fn within<T>(
     result.unwrap_or(Err(CacheError::Timeout))
 }
 
+/// Whether a token expiring at `exp` may still be handed out at `now`: the
+/// one freshness rule for cached, remembered and shared tokens alike.
+fn outlives_margin(exp: u64, now: u64) -> bool {
+    exp > now.saturating_add(REFRESH_MARGIN.as_secs())
+}
+
 /// The expiry of a cached value that is a vended token outliving the refresh
 /// margin; `None` for anything else (corrupt, empty, nearly expired).
 fn fresh(cached: &str, now: u64) -> Option<u64> {
     serde_json::from_str::<VendedToken>(cached)
         .ok()
-        .filter(|t| !t.token.is_empty() && t.exp > now.saturating_add(REFRESH_MARGIN.as_secs()))
+        .filter(|t| !t.token.is_empty() && outlives_margin(t.exp, now))
         .map(|t| t.exp)
 }
 

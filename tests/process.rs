@@ -38,9 +38,16 @@ fn assert_common_headers(a: &HttpAnswer) {
 }
 
 /// The JSON log lines with a `status` field: one per request.
-fn request_lines(logs: &str) -> Vec<serde_json::Value> {
+/// Every JSON log line, parsed.
+fn json_lines(logs: &str) -> Vec<serde_json::Value> {
     logs.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .collect()
+}
+
+fn request_lines(logs: &str) -> Vec<serde_json::Value> {
+    json_lines(logs)
+        .into_iter()
         .filter(|v| v["fields"]["status"].is_u64())
         .collect()
 }
@@ -636,10 +643,7 @@ async fn a_cold_start_with_a_v1_key_writes_no_sdk_warning_and_a_refused_key_stil
     f.momento.set_api_key("some-other-secret");
     assert_eq!(call(&f, "rest-get-tokens-admin.json").await.status, 500);
     let logs = f.finish();
-    let parsed: Vec<serde_json::Value> = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let parsed = json_lines(&logs);
     let warnings: Vec<&serde_json::Value> =
         parsed.iter().filter(|l| l["level"] == "WARN").collect();
     // Our own warning about the stand-in's plaintext endpoint is the only one.
@@ -679,27 +683,20 @@ async fn the_secrets_manager_client_is_prepared_during_init_and_the_secret_read_
     assert_eq!(call(&f, "rest-get-tokens-order.json").await.status, 200);
     assert_eq!(f.secrets.reads(), 1);
     let logs = f.finish();
-    let messages: Vec<String> = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .map(|v| v["fields"]["message"].as_str().unwrap_or("").to_string())
-        .collect();
-    let prepared = messages
-        .iter()
-        .position(|m| m == "prepared the Secrets Manager client")
-        .expect("a prepared line");
-    let request = messages.iter().position(|m| m == "request").unwrap();
+    let lines = json_lines(&logs);
+    let position = |message: &str| {
+        lines
+            .iter()
+            .position(|v| v["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no {message:?} line: {logs}"))
+    };
+    let prepared = position("prepared the Secrets Manager client");
     assert!(
-        prepared < request,
-        "prepared before the first request: {messages:?}"
+        prepared < position("request"),
+        "prepared before the first request: {logs}"
     );
     // INIT lines carry no request span: the client was built before any invocation.
-    let line: serde_json::Value = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["fields"]["message"] == "prepared the Secrets Manager client")
-        .unwrap();
-    assert!(line["span"].is_null(), "{line}");
+    assert!(lines[prepared]["span"].is_null(), "{}", lines[prepared]);
 }
 
 #[tokio::test]
