@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use token_vending_machine::app::{cors_header, App};
+use token_vending_machine::caller::{Caller, Identification};
 use token_vending_machine::doubles::{Behaviour, CountingMinter, DoublesInit, MemoryCache};
-use token_vending_machine::http::{route, source_ip, token_response};
+use token_vending_machine::http::{route, token_response};
+use token_vending_machine::scope::Scope;
 use token_vending_machine::vending::Vendor;
 
 const EVENT: &str = include_str!("../events/rest-get-tokens-order.json");
@@ -22,7 +24,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn vending(c: &mut Criterion) {
     let rt = runtime();
-    let ip: IpAddr = "203.0.113.10".parse().expect("ip");
+    let caller_at = |ip: IpAddr| Caller::anonymous(ip, Scope::subscribe_all("pizza"), "pizza");
+    let caller = caller_at("203.0.113.10".parse().expect("ip"));
     let ttl = (Duration::from_secs(3600), Duration::from_secs(3300));
 
     let hit = Vendor::new(
@@ -31,8 +34,8 @@ fn vending(c: &mut Criterion) {
         ttl.0,
         ttl.1,
     );
-    rt.block_on(hit.vend(ip)).expect("prime the cache");
-    c.bench_function("vend_hit", |b| b.to_async(&rt).iter(|| hit.vend(ip)));
+    rt.block_on(hit.vend(&caller)).expect("prime the cache");
+    c.bench_function("vend_hit", |b| b.to_async(&rt).iter(|| hit.vend(&caller)));
 
     // A new caller every time (a repeat caller is answered from the vendor's memory).
     let forgetful = Arc::new(MemoryCache::new());
@@ -42,29 +45,32 @@ fn vending(c: &mut Criterion) {
     c.bench_function("vend_miss", |b| {
         b.to_async(&rt).iter(|| {
             n = n.wrapping_add(1);
-            miss.vend(IpAddr::from(std::net::Ipv4Addr::from(
+            let caller = caller_at(IpAddr::from(std::net::Ipv4Addr::from(
                 0x0a00_0000 | (n & 0xff_ffff),
-            )))
+            )));
+            let miss = &miss;
+            async move { miss.vend(&caller).await }
         })
     });
 }
 
 fn http_mapping(c: &mut Criterion) {
     let cors = cors_header("*");
+    let identification = Identification::source_ip("pizza");
     let body = r#"{"token":"eyJlbmRwb2ludCI6ICJleGFtcGxlIn0=","exp":1795807413}"#.to_string();
     c.bench_function("http_map_event_to_response", |b| {
         b.iter(|| {
             let req = lambda_http::request::from_str(EVENT).expect("event");
             let routed = route(&req);
-            let ip = source_ip(&req).expect("ip");
-            (routed, ip, token_response(body.clone(), &cors))
+            let caller = identification.identify(&req).expect("caller");
+            (routed, caller, token_response(body.clone(), &cors))
         })
     });
 }
 
 fn handler(c: &mut Criterion) {
     let rt = runtime();
-    let app = App::new(DoublesInit::new(), "*");
+    let app = App::new(DoublesInit::new(), "*", Identification::source_ip("pizza"));
     let first = lambda_http::request::from_str(EVENT).expect("event");
     rt.block_on(app.handle(first));
     c.bench_function("handler_hit_event_to_response", |b| {

@@ -14,6 +14,7 @@ use std::time::Instant;
 use lambda_http::http::HeaderValue;
 use lambda_http::{Body, Request, Response};
 
+use crate::caller::{Caller, Identification};
 use crate::error::{InitError, MintError};
 use crate::http::{self, Rejection, Route};
 use crate::outcome::Outcome;
@@ -38,6 +39,7 @@ pub struct App<I: Initializer> {
     /// One init at a time (the same role as `OnceCell`'s internal lock).
     init: tokio::sync::Mutex<()>,
     cors_allow_origin: HeaderValue,
+    identification: Identification,
 }
 
 /// What one request came to, for its log line.
@@ -46,6 +48,8 @@ struct Served {
     outcome: Outcome,
     cause: Option<String>,
     timings: CallTimings,
+    /// Who asked, as the log may say it (never a `sub` in clear).
+    caller: Option<String>,
 }
 
 impl Served {
@@ -55,6 +59,7 @@ impl Served {
             outcome,
             cause: None,
             timings: CallTimings::default(),
+            caller: None,
         }
     }
 
@@ -69,7 +74,7 @@ impl Served {
             Outcome::Rejected,
         );
         match rejection {
-            Rejection::SourceIp(e) => served.because(format!("{e:?}")),
+            Rejection::Caller(e) => served.because(format!("{e:?}")),
             Rejection::NotFound | Rejection::MethodNotAllowed => served,
         }
     }
@@ -86,12 +91,13 @@ pub fn cors_header(origin: &str) -> HeaderValue {
 }
 
 impl<I: Initializer> App<I> {
-    pub fn new(initializer: I, cors_allow_origin: &str) -> Self {
+    pub fn new(initializer: I, cors_allow_origin: &str, identification: Identification) -> Self {
         App {
             initializer,
             vendor: Mutex::new(None),
             init: tokio::sync::Mutex::new(()),
             cors_allow_origin: cors_header(cors_allow_origin),
+            identification,
         }
     }
 
@@ -123,7 +129,7 @@ impl<I: Initializer> App<I> {
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let started = Instant::now();
         let served = self.serve(&req).await;
-        log_request(&req, &served, started);
+        log_request(&req, &served, self.identification.mode.as_str(), started);
         served.response
     }
 
@@ -136,24 +142,32 @@ impl<I: Initializer> App<I> {
             }
             Route::Vend => {}
         }
-        let ip = match http::source_ip(req) {
-            Ok(ip) => ip,
-            Err(e) => return Served::rejected(Rejection::SourceIp(e), cors),
+        let caller = match self.identification.identify(req) {
+            Ok(caller) => caller,
+            Err(e) => return Served::rejected(Rejection::Caller(e), cors),
         };
+        let mut served = self.vend(&caller).await;
+        served.caller = Some(caller.label);
+        served
+    }
 
+    async fn vend(&self, caller: &Caller) -> Served {
+        let cors = &self.cors_allow_origin;
         let vendor = match self.vendor().await {
             Ok(vendor) => vendor,
             Err(e) => return Served::opaque_500(cors, format!("initialisation failed: {e}")),
         };
 
-        match vendor.vend(ip).await {
+        match vendor.vend(caller).await {
             Ok(vended) => Served {
                 response: http::token_response(vended.body, cors),
                 outcome: vended.outcome,
                 cause: vended.cause,
                 timings: vended.timings,
+                caller: None,
             },
-            Err(e) => {
+            Err(failed) => {
+                let e = failed.error;
                 let cause = if e == MintError::KeyRejected {
                     // Rotated or revoked key: drop these clients so that the next
                     // request reads the key again instead of failing until recycled.
@@ -162,7 +176,10 @@ impl<I: Initializer> App<I> {
                 } else {
                     e.to_string()
                 };
-                Served::new(http::mint_failure_response(&e, cors), Outcome::Error).because(cause)
+                let mut served = Served::new(http::mint_failure_response(&e, cors), Outcome::Error)
+                    .because(cause);
+                served.timings = failed.timings;
+                served
             }
         }
     }
@@ -172,8 +189,9 @@ fn millis(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn log_request(req: &Request, served: &Served, started: Instant) {
+fn log_request(req: &Request, served: &Served, mode: &str, started: Instant) {
     let latency_ms = millis(started.elapsed());
+    let caller = served.caller.as_deref();
     let status = served.response.status().as_u16();
     let method = req.method().as_str();
     let path = req.uri().path();
@@ -190,6 +208,8 @@ fn log_request(req: &Request, served: &Served, started: Instant) {
                 latency_ms,
                 method,
                 path,
+                mode,
+                caller,
                 cause,
                 get_ms,
                 mint_ms,
@@ -210,7 +230,7 @@ fn log_request(req: &Request, served: &Served, started: Instant) {
 pub fn misconfigured_response(req: &Request, error: &crate::config::ConfigError) -> Response<Body> {
     let started = Instant::now();
     let served = Served::opaque_500(&cors_header("*"), error.to_string());
-    log_request(req, &served, started);
+    log_request(req, &served, "unconfigured", started);
     served.response
 }
 
@@ -222,7 +242,7 @@ mod tests {
     use lambda_http::RequestExt;
 
     fn app() -> App<DoublesInit> {
-        App::new(DoublesInit::new(), "*")
+        App::new(DoublesInit::new(), "*", Identification::source_ip("pizza"))
     }
 
     fn event_text(name: &str) -> String {
@@ -379,7 +399,11 @@ mod tests {
 
     #[tokio::test]
     async fn failed_init_is_a_500_and_is_retried_then_kept() {
-        let app = App::new(DoublesInit::failing_first(1), "*");
+        let app = App::new(
+            DoublesInit::failing_first(1),
+            "*",
+            Identification::source_ip("pizza"),
+        );
         let r = app.handle(event("rest-get-tokens-order.json")).await;
         assert_opaque_500(&r);
         assert!(!app.is_initialized());
@@ -398,11 +422,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn mint_failure_is_an_opaque_500() {
+    async fn a_failed_mint_with_nothing_to_share_is_503_with_retry_after() {
         let app = app();
         app.initializer.minter.on_mint(Behaviour::Fail);
         let r = app.handle(event("rest-get-tokens-order.json")).await;
-        assert_opaque_500(&r);
+        assert_eq!(r.status(), 503);
+        assert_common_headers(&r);
+        assert_eq!(header(&r, "retry-after"), "1");
+        assert_eq!(body(&r)["message"], http::UNAVAILABLE_MESSAGE);
     }
 
     #[tokio::test]
@@ -425,7 +452,7 @@ mod tests {
     async fn other_mint_failures_keep_the_clients() {
         let app = app();
         app.initializer.minter.on_mint(Behaviour::Fail);
-        assert_eq!(status(&app, "rest-get-tokens-order.json").await, 500);
+        assert_eq!(status(&app, "rest-get-tokens-order.json").await, 503);
         app.initializer.minter.on_mint(Behaviour::Work);
         assert_eq!(status(&app, "rest-get-tokens-order.json").await, 200);
         assert_eq!(app.initializer.attempts(), 1);
@@ -453,7 +480,11 @@ mod tests {
 
     #[tokio::test]
     async fn configured_cors_origin_is_sent_on_success_and_errors() {
-        let app = App::new(DoublesInit::new(), "https://pizza.example.com");
+        let app = App::new(
+            DoublesInit::new(),
+            "https://pizza.example.com",
+            Identification::source_ip("pizza"),
+        );
         for name in [
             "rest-get-tokens-order.json",
             "rest-post-tokens.json",

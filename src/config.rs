@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::caller::IdentityMode;
+use crate::scope::ScopePolicy;
+
 /// Momento allows disposable tokens of up to 25 h; we cap at one day.
 pub const MAX_TOKEN_TTL_SECONDS: u64 = 86_400;
 
@@ -44,6 +47,10 @@ pub struct Config {
     pub token_ttl: Duration,
     pub cache_ttl: Duration,
     pub cors_allow_origin: String,
+    /// `CALLER_IDENTITY`: how callers are told apart.
+    pub identity: IdentityMode,
+    /// `TOKEN_SCOPES`: what each caller's token may do.
+    pub scopes: ScopePolicy,
 }
 
 /// A configuration variable that is missing or has a bad value.
@@ -142,6 +149,17 @@ impl Config {
             ));
         }
 
+        let identity = match get("CALLER_IDENTITY") {
+            None => IdentityMode::SourceIp,
+            Some(raw) => IdentityMode::parse(raw.trim())
+                .ok_or_else(|| bad("CALLER_IDENTITY", "must be source-ip or cognito"))?,
+        };
+        let scopes = match get("TOKEN_SCOPES") {
+            None => ScopePolicy::builtin(&cache_name),
+            Some(json) => ScopePolicy::parse(&json, identity == IdentityMode::Cognito)
+                .map_err(|reason| bad("TOKEN_SCOPES", reason))?,
+        };
+
         Ok(Config {
             key_source,
             endpoint_override,
@@ -149,6 +167,8 @@ impl Config {
             token_ttl: Duration::from_secs(token_ttl),
             cache_ttl: Duration::from_secs(cache_ttl),
             cors_allow_origin,
+            identity,
+            scopes,
         })
     }
 }
@@ -211,6 +231,46 @@ mod tests {
         assert_eq!(c.cache_ttl, Duration::from_secs(3300));
         assert_eq!(c.cors_allow_origin, "*");
         assert_eq!(c.endpoint_override, None);
+        assert_eq!(c.identity, IdentityMode::SourceIp);
+        assert_eq!(c.scopes, ScopePolicy::builtin("pizza"));
+    }
+
+    #[test]
+    fn the_default_scope_follows_cache_name() {
+        let c = config(&[("SECRET_ID", "s"), ("CACHE_NAME", "pasta")]).unwrap();
+        assert_eq!(c.scopes, ScopePolicy::builtin("pasta"));
+    }
+
+    #[test]
+    fn cognito_mode_with_a_scope_policy() {
+        let policy = r#"{"default": [{"role": "subscribe", "cache": "pizza", "topic": "orders-{sub}"}],
+                         "groups": {"staff": [{"role": "publish-subscribe", "cache": "pizza", "topic": "*"}]}}"#;
+        let c = config(&[
+            ("SECRET_ID", "s"),
+            ("CALLER_IDENTITY", "cognito"),
+            ("TOKEN_SCOPES", policy),
+        ])
+        .unwrap();
+        assert_eq!(c.identity, IdentityMode::Cognito);
+        assert_eq!(c.scopes, ScopePolicy::parse(policy, true).unwrap());
+    }
+
+    #[test]
+    fn scope_policy_errors_name_the_variable_and_say_what_is_wrong() {
+        let err = config(&[
+            ("SECRET_ID", "s"),
+            (
+                "TOKEN_SCOPES",
+                r#"{"default": [{"role": "subscribe", "cache": "pizza", "topic": "orders-{sub}"}]}"#,
+            ),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable, "TOKEN_SCOPES");
+        assert!(err.to_string().contains("CALLER_IDENTITY=cognito"), "{err}");
+        let err = config(&[("SECRET_ID", "s"), ("TOKEN_SCOPES", "{")]).unwrap_err();
+        assert_eq!(err.variable, "TOKEN_SCOPES");
+        let err = config(&[("SECRET_ID", "s"), ("CALLER_IDENTITY", "header")]).unwrap_err();
+        assert_eq!(err.variable, "CALLER_IDENTITY");
     }
 
     #[test]

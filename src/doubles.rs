@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::app::Initializer;
+use crate::caller::Caller;
 use crate::error::{CacheError, InitError, MintError};
 use crate::vending::{now_epoch, TokenCache, TokenMinter, VendedToken, Vendor};
 
@@ -41,6 +42,7 @@ pub struct MemoryCache {
     set_behaviour: Mutex<Behaviour>,
     gets: AtomicU64,
     sets: AtomicU64,
+    reconnects: AtomicU64,
 }
 
 impl MemoryCache {
@@ -72,6 +74,11 @@ impl MemoryCache {
     pub fn sets(&self) -> u64 {
         self.sets.load(Ordering::SeqCst)
     }
+
+    /// How many times vending told the cache to leave its connections.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::SeqCst)
+    }
 }
 
 async fn act(behaviour: Behaviour) -> Result<(), CacheError> {
@@ -100,6 +107,10 @@ impl TokenCache for MemoryCache {
         }
         Ok(())
     }
+
+    fn reconnect(&self, _opened_before: tokio::time::Instant) {
+        self.reconnects.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// A minter that hands out `minted-<n>` tokens expiring `valid_for` from now.
@@ -108,6 +119,8 @@ pub struct CountingMinter {
     minted: AtomicU64,
     behaviour: Mutex<Behaviour>,
     lifetimes: Mutex<Vec<Duration>>,
+    callers: Mutex<Vec<Caller>>,
+    reconnects: AtomicU64,
 }
 
 impl CountingMinter {
@@ -128,11 +141,22 @@ impl CountingMinter {
     pub fn lifetimes(&self) -> Vec<Duration> {
         lock(&self.lifetimes).clone()
     }
+
+    /// The callers minted for (scope and token id), in order.
+    pub fn callers(&self) -> Vec<Caller> {
+        lock(&self.callers).clone()
+    }
+
+    /// How many times vending told the minter to leave its connections.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::SeqCst)
+    }
 }
 
 impl TokenMinter for CountingMinter {
-    async fn mint(&self, valid_for: Duration) -> Result<VendedToken, MintError> {
+    async fn mint(&self, caller: &Caller, valid_for: Duration) -> Result<VendedToken, MintError> {
         lock(&self.lifetimes).push(valid_for);
+        lock(&self.callers).push(caller.clone());
         let behaviour = *lock(&self.behaviour);
         match behaviour {
             Behaviour::Work | Behaviour::Discard => {
@@ -147,6 +171,10 @@ impl TokenMinter for CountingMinter {
             Behaviour::Reject => Err(MintError::KeyRejected),
             Behaviour::Hang => std::future::pending().await,
         }
+    }
+
+    fn reconnect(&self, _opened_before: tokio::time::Instant) {
+        self.reconnects.fetch_add(1, Ordering::SeqCst);
     }
 }
 

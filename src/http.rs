@@ -1,15 +1,14 @@
-//! HTTP mapping: the route table, the caller's identity, and response shapes.
+//! HTTP mapping: the route table and response shapes.
 //!
 //! Pure functions from an API Gateway request to a decision, and from a
 //! decision to a response. Every response built here carries the CORS,
 //! content-type and no-store headers, errors included.
 
-use std::net::IpAddr;
-
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 
+use crate::caller::CallerError;
 use crate::error::MintError;
 
 /// The only resource this function serves.
@@ -91,7 +90,7 @@ pub enum Rejection {
     /// Known path, other method.
     MethodNotAllowed,
     /// The caller could not be identified.
-    SourceIp(SourceIpError),
+    Caller(CallerError),
 }
 
 impl Rejection {
@@ -99,7 +98,10 @@ impl Rejection {
         match self {
             Rejection::NotFound => StatusCode::NOT_FOUND,
             Rejection::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Rejection::SourceIp(_) => StatusCode::BAD_REQUEST,
+            Rejection::Caller(CallerError::NoSourceIp | CallerError::BadSourceIp) => {
+                StatusCode::BAD_REQUEST
+            }
+            Rejection::Caller(CallerError::NotSignedIn(_)) => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -108,43 +110,9 @@ impl Rejection {
         match self {
             Rejection::NotFound => "Not found",
             Rejection::MethodNotAllowed => "Method not allowed",
-            Rejection::SourceIp(e) => e.message(),
+            Rejection::Caller(e) => e.message(),
         }
     }
-}
-
-/// Why a caller could not be identified.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceIpError {
-    /// The event has no API Gateway request context with a source IP.
-    Missing,
-    /// The source IP is not an IPv4 or IPv6 address.
-    Unparsable,
-}
-
-impl SourceIpError {
-    pub fn message(&self) -> &'static str {
-        match self {
-            SourceIpError::Missing => "The request has no source IP",
-            SourceIpError::Unparsable => "The request's source IP is not a valid address",
-        }
-    }
-}
-
-/// The caller's address, from the API Gateway request context only.
-///
-/// Headers such as `X-Forwarded-For` are chosen by the caller and so are never
-/// consulted: a caller must not be able to pick another caller's cache entry.
-pub fn source_ip(req: &Request) -> Result<IpAddr, SourceIpError> {
-    let raw = match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.source_ip.as_deref(),
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.as_deref(),
-        _ => None,
-    };
-    let raw = raw.map(str::trim).filter(|s| !s.is_empty());
-    raw.ok_or(SourceIpError::Missing)?
-        .parse::<IpAddr>()
-        .map_err(|_| SourceIpError::Unparsable)
 }
 
 fn base(
@@ -212,6 +180,9 @@ pub const INTERNAL_ERROR_MESSAGE: &str = "Something went wrong";
 /// What a rate-limited caller is told.
 pub const RATE_LIMITED_MESSAGE: &str = "Too many token requests; retry shortly";
 
+/// What a caller is told when the token service can't be reached in time.
+pub const UNAVAILABLE_MESSAGE: &str = "The token service is unavailable; retry shortly";
+
 /// The answer to a refused request (404, 405 with `Allow`, 400).
 pub fn rejection_response(
     rejection: &Rejection,
@@ -229,18 +200,17 @@ pub fn opaque_500(cors_allow_origin: &HeaderValue) -> Response<Body> {
     )
 }
 
-/// The answer when no token could be vended: 503 with `Retry-After` when
-/// Momento throttled us and nothing could be shared, the generic 500 otherwise.
+/// The answer when no token could be vended and nothing could be shared: a
+/// 503 with `Retry-After` when trying again shortly can work (throttled, or
+/// the token service failed or was out of reach), the generic 500 when it
+/// can't without an operator (the key was refused).
 pub fn mint_failure_response(error: &MintError, cors_allow_origin: &HeaderValue) -> Response<Body> {
+    let unavailable =
+        |message| error_response(StatusCode::SERVICE_UNAVAILABLE, message, cors_allow_origin);
     match error {
-        MintError::RateLimited => error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            RATE_LIMITED_MESSAGE,
-            cors_allow_origin,
-        ),
-        MintError::Timeout | MintError::KeyRejected | MintError::Failed(_) => {
-            opaque_500(cors_allow_origin)
-        }
+        MintError::RateLimited => unavailable(RATE_LIMITED_MESSAGE),
+        MintError::Timeout | MintError::Failed(_) => unavailable(UNAVAILABLE_MESSAGE),
+        MintError::KeyRejected => opaque_500(cors_allow_origin),
     }
 }
 

@@ -2,15 +2,16 @@
 //! [`Initializer`] that builds them from the configured key.
 //!
 //! This is the only module that knows the Momento SDK. It turns SDK errors
-//! into the vending module's error types and decides the token's scope:
-//! exactly one permission, topic role SubscribeOnly, the configured cache,
-//! all topics.
+//! into the vending module's error types, a granted [`Scope`] into the SDK's
+//! permissions (with the caller's token id), and keeps each client behind a
+//! slot that vending can tell to move to a new connection.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use momento::auth::{
-    CacheSelector, DisposableTokenScope, ExpiresIn, Permission, Permissions, TopicPermission,
-    TopicRole, TopicSelector,
+    CacheSelector, DisposableTokenScope, ExpiresIn, GenerateDisposableTokenRequest, Permission,
+    Permissions, TopicPermission, TopicRole, TopicSelector,
 };
 use momento::cache::configurations::Lambda;
 use momento::cache::{GetResponse, SetRequest};
@@ -18,24 +19,69 @@ use momento::{AuthClient, CacheClient, CredentialProvider, MomentoError, Momento
 use secrecy::ExposeSecret;
 
 use crate::app::Initializer;
+use crate::caller::Caller;
 use crate::config::{Config, EndpointOverride, KeySource};
 use crate::error::{CacheError, InitError, MintError};
+use crate::scope::{Role, Scope, Topics};
 use crate::secrets::{client_from_env, read_momento_key, MomentoKey};
 use crate::vending::{TokenCache, TokenMinter, VendedToken, Vendor};
 
-/// The cache side, on a Momento `CacheClient`.
-pub struct MomentoCache {
-    client: CacheClient,
-    cache_name: String,
+/// A client and how to build another one like it. The SDK's channels connect
+/// lazily, so a rebuild costs no I/O: the next call opens a new connection.
+/// (tonic never abandons a connection that goes silent without closing; a
+/// new client is the way off it.)
+struct Reconnecting<T> {
+    current: Mutex<(T, Instant)>,
+    build: Box<dyn Fn() -> Result<T, MomentoError> + Send + Sync>,
 }
 
-impl MomentoCache {
-    pub fn new(client: CacheClient, cache_name: impl Into<String>) -> Self {
-        MomentoCache {
-            client,
-            cache_name: cache_name.into(),
+impl<T: Clone> Reconnecting<T> {
+    fn new(
+        build: impl Fn() -> Result<T, MomentoError> + Send + Sync + 'static,
+    ) -> Result<Self, MomentoError> {
+        let client = build()?;
+        Ok(Reconnecting {
+            current: Mutex::new((client, Instant::now())),
+            build: Box::new(build),
+        })
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, (T, Instant)> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn client(&self) -> T {
+        self.slot().0.clone()
+    }
+
+    /// Replaces the client if it was built before `opened_before` (a client
+    /// built since is already on a new connection). Calls in flight keep the
+    /// old one until they end.
+    fn reconnect(&self, opened_before: tokio::time::Instant, what: &str) {
+        let opened_before = opened_before.into_std();
+        let mut slot = self.slot();
+        if slot.1 >= opened_before {
+            return;
+        }
+        match (self.build)() {
+            Ok(client) => {
+                *slot = (client, Instant::now());
+                tracing::info!(
+                    client = what,
+                    "abandoned a timed-out connection; the next call opens a new one"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(client = what, error = %e.message, "could not rebuild the client; keeping the old one")
+            }
         }
     }
+}
+
+/// The cache side, on a Momento `CacheClient`.
+pub struct MomentoCache {
+    client: Reconnecting<CacheClient>,
+    cache_name: String,
 }
 
 /// Whether Momento refused our API key (revoked, rotated, or without the
@@ -50,6 +96,8 @@ fn key_refused(code: &MomentoErrorCode) -> bool {
 fn cache_error(e: MomentoError) -> CacheError {
     match e.error_code {
         code if key_refused(&code) => CacheError::KeyRejected,
+        // The SDK's own deadline: the same dead-connection suspicion as ours.
+        MomentoErrorCode::TimeoutError => CacheError::Timeout,
         code => CacheError::Failed(format!("{code:?}: {}", e.message)),
     }
 }
@@ -58,6 +106,7 @@ impl TokenCache for MomentoCache {
     async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
         match self
             .client
+            .client()
             .get(self.cache_name.as_str(), key)
             .await
             .map_err(cache_error)?
@@ -70,60 +119,81 @@ impl TokenCache for MomentoCache {
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
         let request = SetRequest::new(self.cache_name.as_str(), key, value).ttl(ttl);
         self.client
+            .client()
             .send_request(request)
             .await
             .map(|_| ())
             .map_err(cache_error)
     }
+
+    fn reconnect(&self, opened_before: tokio::time::Instant) {
+        self.client.reconnect(opened_before, "cache");
+    }
 }
 
 /// The minting side, on a Momento `AuthClient`.
 pub struct MomentoMinter {
-    client: AuthClient,
-    cache_name: String,
+    client: Reconnecting<AuthClient>,
 }
 
-impl MomentoMinter {
-    pub fn new(client: AuthClient, cache_name: impl Into<String>) -> Self {
-        MomentoMinter {
-            client,
-            cache_name: cache_name.into(),
-        }
+/// The SDK's form of a granted scope: one topic permission per permission.
+pub fn token_scope(scope: &Scope) -> DisposableTokenScope {
+    let permissions = scope
+        .permissions()
+        .iter()
+        .map(|p| {
+            Permission::TopicPermission(TopicPermission {
+                role: match p.role {
+                    Role::Subscribe => TopicRole::SubscribeOnly,
+                    Role::Publish => TopicRole::PublishOnly,
+                    Role::PublishSubscribe => TopicRole::PublishSubscribe,
+                },
+                cache: CacheSelector::CacheName {
+                    name: p.cache.clone(),
+                },
+                topic: match &p.topics {
+                    Topics::All => TopicSelector::AllTopics,
+                    Topics::Named(name) => TopicSelector::TopicName { name: name.clone() },
+                },
+            })
+        })
+        .collect();
+    DisposableTokenScope::Permissions(Permissions { permissions })
+}
+
+fn mint_error(e: MomentoError) -> MintError {
+    match e.error_code {
+        MomentoErrorCode::LimitExceededError => MintError::RateLimited,
+        MomentoErrorCode::TimeoutError => MintError::Timeout,
+        code if key_refused(&code) => MintError::KeyRejected,
+        code => MintError::Failed(format!("{code:?}: {}", e.message)),
     }
 }
 
-/// Subscribe-only access to every topic of one cache, and nothing else.
-pub fn subscribe_only_scope(cache_name: &str) -> DisposableTokenScope {
-    DisposableTokenScope::Permissions(Permissions {
-        permissions: vec![Permission::TopicPermission(TopicPermission {
-            role: TopicRole::SubscribeOnly,
-            cache: CacheSelector::CacheName {
-                name: cache_name.to_string(),
-            },
-            topic: TopicSelector::AllTopics,
-        })],
-    })
-}
-
 impl TokenMinter for MomentoMinter {
-    async fn mint(&self, valid_for: Duration) -> Result<VendedToken, MintError> {
+    async fn mint(&self, caller: &Caller, valid_for: Duration) -> Result<VendedToken, MintError> {
+        let mut request = GenerateDisposableTokenRequest::new(
+            token_scope(&caller.scope),
+            ExpiresIn::seconds(valid_for.as_secs()),
+        );
+        if let Some(token_id) = &caller.token_id {
+            request = request.token_id(token_id.clone());
+        }
         let response = self
             .client
-            .generate_disposable_token(
-                subscribe_only_scope(&self.cache_name),
-                ExpiresIn::seconds(valid_for.as_secs()),
-            )
+            .client()
+            .send_request(request)
             .await
-            .map_err(|e| match e.error_code {
-                MomentoErrorCode::LimitExceededError => MintError::RateLimited,
-                code if key_refused(&code) => MintError::KeyRejected,
-                code => MintError::Failed(format!("{code:?}: {}", e.message)),
-            })?;
+            .map_err(mint_error)?;
         let exp = response.clone().expires_at().epoch();
         Ok(VendedToken {
             token: response.auth_token(),
             exp,
         })
+    }
+
+    fn reconnect(&self, opened_before: tokio::time::Instant) {
+        self.client.reconnect(opened_before, "token");
     }
 }
 
@@ -161,19 +231,30 @@ pub fn build_vendor(
     key: &MomentoKey,
 ) -> Result<Vendor<MomentoCache, MomentoMinter>, InitError> {
     let credentials = credential_provider(key, config.endpoint_override.as_ref())?;
-    let cache_client = CacheClient::builder()
-        .default_ttl(config.cache_ttl)
-        .configuration(Lambda::latest())
-        .credential_provider(credentials.clone())
-        .build()
-        .map_err(|e| InitError(format!("building the Momento cache client failed: {e}")))?;
-    let auth_client = AuthClient::builder()
-        .credential_provider(credentials)
-        .build()
-        .map_err(|e| InitError(format!("building the Momento auth client failed: {e}")))?;
+    let cache_ttl = config.cache_ttl;
+    let cache_credentials = credentials.clone();
+    let cache_client = Reconnecting::new(move || {
+        CacheClient::builder()
+            .default_ttl(cache_ttl)
+            .configuration(Lambda::latest())
+            .credential_provider(cache_credentials.clone())
+            .build()
+    })
+    .map_err(|e| InitError(format!("building the Momento cache client failed: {e}")))?;
+    let auth_client = Reconnecting::new(move || {
+        AuthClient::builder()
+            .credential_provider(credentials.clone())
+            .build()
+    })
+    .map_err(|e| InitError(format!("building the Momento auth client failed: {e}")))?;
     Ok(Vendor::new(
-        MomentoCache::new(cache_client, config.cache_name.as_str()),
-        MomentoMinter::new(auth_client, config.cache_name.as_str()),
+        MomentoCache {
+            client: cache_client,
+            cache_name: config.cache_name.clone(),
+        },
+        MomentoMinter {
+            client: auth_client,
+        },
         config.token_ttl,
         config.cache_ttl,
     ))

@@ -1,23 +1,25 @@
 //! The vending logic: reuse a caller's token, mint a new one, or share a
-//! fresh one when Momento's rate limits say no.
+//! fresh one when Momento can't mint.
 //!
-//! This module owns the decisions (what counts as a usable token, how callers
-//! are keyed, what one container remembers, when to mint, when to share and
-//! back off, what is stored and for how long, how long each outbound call may
-//! take) and nothing else. It talks to the outside world through two small
-//! traits, [`TokenCache`] and [`TokenMinter`], so it is unit-tested with
-//! in-memory doubles and driven in production by the Momento adapters.
+//! This module owns the decisions (what counts as a usable token, what one
+//! container remembers, when to mint, when to share and back off, when a
+//! connection is abandoned, what is stored and for how long, how long each
+//! outbound call may take) and nothing else. Who the caller is and what its
+//! token may do arrive as a [`Caller`]. It talks to the outside world through
+//! two small traits, [`TokenCache`] and [`TokenMinter`], so it is unit-tested
+//! with in-memory doubles and driven in production by the Momento adapters.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::caller::Caller;
+pub use crate::caller::SHARED_KEY;
 use crate::error::{CacheError, MintError};
 use crate::outcome::Outcome;
 
@@ -54,15 +56,21 @@ pub trait TokenCache: Send + Sync {
         value: &str,
         ttl: Duration,
     ) -> impl Future<Output = Result<(), CacheError>> + Send;
+    /// Stops using any connection opened before `opened_before`: later calls
+    /// go over a new one. Cheap (no I/O); a connection opened since is kept.
+    fn reconnect(&self, opened_before: Instant);
 }
 
-/// Mints subscribe-only tokens (Momento's token service in production).
+/// Mints tokens (Momento's token service in production).
 pub trait TokenMinter: Send + Sync {
-    /// A new token valid for `valid_for`.
+    /// A new token for `caller` (its scope and token id), valid for `valid_for`.
     fn mint(
         &self,
+        caller: &Caller,
         valid_for: Duration,
     ) -> impl Future<Output = Result<VendedToken, MintError>> + Send;
+    /// As [`TokenCache::reconnect`].
+    fn reconnect(&self, opened_before: Instant);
 }
 
 // Shared handles (tests keep one to inspect the double the vendor owns).
@@ -74,11 +82,19 @@ impl<T: TokenCache> TokenCache for std::sync::Arc<T> {
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
         (**self).set(key, value, ttl).await
     }
+
+    fn reconnect(&self, opened_before: Instant) {
+        (**self).reconnect(opened_before)
+    }
 }
 
 impl<T: TokenMinter> TokenMinter for std::sync::Arc<T> {
-    async fn mint(&self, valid_for: Duration) -> Result<VendedToken, MintError> {
-        (**self).mint(valid_for).await
+    async fn mint(&self, caller: &Caller, valid_for: Duration) -> Result<VendedToken, MintError> {
+        (**self).mint(caller, valid_for).await
+    }
+
+    fn reconnect(&self, opened_before: Instant) {
+        (**self).reconnect(opened_before)
     }
 }
 
@@ -88,7 +104,10 @@ pub struct Bounds {
     /// Shared by the cache get and set of one request: a hung cache delays
     /// the answer by at most this much in total.
     pub cache_budget: Duration,
-    /// A hung token service fails the request after this long.
+    /// A hung token service fails the mint after this long. A healthy mint
+    /// takes tens of milliseconds; one that takes a second is on a dead
+    /// connection or an unreachable service, and the caller is better served
+    /// by a shared token or a quick 503 than by a longer wait.
     pub mint_timeout: Duration,
 }
 
@@ -96,8 +115,15 @@ impl Default for Bounds {
     fn default() -> Self {
         Bounds {
             cache_budget: Duration::from_millis(1000),
-            mint_timeout: Duration::from_secs(5),
+            mint_timeout: Duration::from_millis(1000),
         }
+    }
+}
+
+impl Bounds {
+    /// The longest one vend can take: every cache call and the mint timing out.
+    pub fn worst_case(&self) -> Duration {
+        self.cache_budget + self.mint_timeout
     }
 }
 
@@ -121,31 +147,19 @@ pub struct Vended {
     pub timings: CallTimings,
 }
 
-/// The cache key of the token every successful mint also writes, so that a
-/// container with nothing in memory can still share under throttling. No
-/// caller key can take this form (they all start with an address).
-pub const SHARED_KEY: &str = "tvm-shared-token";
+/// A vend that produced no token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotVended {
+    pub error: MintError,
+    /// For the log line: where the time went.
+    pub timings: CallTimings,
+}
 
 /// After a mint is refused for rate, the token service is left alone this
 /// long while there is a fresh token to share: Momento's control-plane bucket
 /// refills at a handful of tokens a second, so one second is about one token,
 /// and it matches the `Retry-After` that a 503 sends.
 pub const MINT_BACKOFF: Duration = Duration::from_secs(1);
-
-/// The cache key for a caller.
-///
-/// IPv4 (and IPv4-mapped IPv6) callers are keyed by address: `<ip>-token`.
-/// IPv6 callers are keyed by their /64 (`2001:db8:1:2::/64-token`): one
-/// subscriber holds a whole /64 and could otherwise mint a token per address.
-pub fn cache_key(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
-            let prefix = Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX));
-            format!("{prefix}/64-token")
-        }
-        _ => format!("{ip}-token"),
-    }
-}
 
 /// Seconds since the Unix epoch, now.
 pub fn now_epoch() -> u64 {
@@ -155,7 +169,7 @@ pub fn now_epoch() -> u64 {
         .unwrap_or(0)
 }
 
-/// A token body this container has vended, kept to share under throttling.
+/// A token body this container has vended.
 #[derive(Clone)]
 struct Remembered {
     body: String,
@@ -175,8 +189,9 @@ struct ServedTo {
 /// What one container remembers between requests.
 #[derive(Default)]
 struct Memory {
-    /// The freshest token minted or served here.
-    freshest: Option<Remembered>,
+    /// By shared key (one per scope): the freshest shareable token minted or
+    /// served here. Tokens of callers that may not share are never kept here.
+    freshest: HashMap<String, Remembered>,
     /// No mint before this instant while there is a fresh token to share.
     mint_quiet_until: Option<Instant>,
     /// By cache key: what each recent caller was given, so a caller coming
@@ -195,6 +210,9 @@ pub struct Vendor<C, M> {
     memory: Mutex<Memory>,
 }
 
+/// Why no mint happened or what it came to, before sharing is considered.
+type MintResult = Result<VendedToken, MintError>;
+
 impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
     pub fn new(cache: C, minter: M, token_ttl: Duration, cache_ttl: Duration) -> Self {
         Vendor {
@@ -207,45 +225,61 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
         }
     }
 
-    /// Vends a token for the caller at `ip`.
-    pub async fn vend(&self, ip: IpAddr) -> Result<Vended, MintError> {
-        self.vend_at(ip, now_epoch()).await
+    /// The time bounds of outbound calls.
+    pub fn bounds(&self) -> Bounds {
+        self.bounds
     }
 
-    /// Vends a token for the caller at `ip`, judging expiry against `now` (epoch seconds).
+    /// Vends a token for `caller`.
+    pub async fn vend(&self, caller: &Caller) -> Result<Vended, NotVended> {
+        self.vend_at(caller, now_epoch()).await
+    }
+
+    /// Vends a token for `caller`, judging expiry against `now` (epoch seconds).
     ///
-    /// In order: the caller's own fresh cache entry; otherwise a new mint,
-    /// stored for the caller and under [`SHARED_KEY`]. A fresh token vended to
-    /// another caller is handed out instead of minting when the cache cannot
-    /// be read (a broken cache must not turn every request into a mint), while
-    /// the token service is backing off, and when a mint is refused for rate.
-    /// Only when no fresh token exists anywhere is the rate limit the caller's
-    /// answer.
-    pub async fn vend_at(&self, ip: IpAddr, now: u64) -> Result<Vended, MintError> {
-        let key = cache_key(ip);
+    /// In order: the caller's own fresh token (this container's memory, then
+    /// the cache); otherwise a new mint, stored for the caller (and, for a
+    /// caller that may share, under its scope's shared key). A shareable
+    /// caller is handed a fresh token vended to another caller of the same
+    /// scope instead of minting when the cache cannot be read (a broken cache
+    /// must not turn every request into a mint), while the token service is
+    /// backing off, and when a mint fails for any reason but a refused key.
+    /// Only when no fresh token exists is the failure the caller's answer.
+    ///
+    /// A call that times out may have gone down a dead connection (a flow a
+    /// middlebox forgot while the container was frozen carries nothing and
+    /// never closes): both clients are told to open new connections before
+    /// the next call, so one dead connection costs one timeout, not minutes.
+    pub async fn vend_at(&self, caller: &Caller, now: u64) -> Result<Vended, NotVended> {
         let mut call = Calls {
             budget: self.bounds.cache_budget,
             timings: CallTimings::default(),
+            timed_out_since: None,
         };
-        if let Some(body) = self.served_to(&key, now) {
-            return Ok(Vended {
-                body,
-                outcome: Outcome::Hit,
-                cause: None,
-                timings: call.timings,
-            });
+        let result = self.vend_with(caller, now, &mut call).await;
+        self.abandon_timed_out_connections(&mut call);
+        result.map_err(|error| NotVended {
+            error,
+            timings: call.timings,
+        })
+    }
+
+    async fn vend_with(
+        &self,
+        caller: &Caller,
+        now: u64,
+        call: &mut Calls,
+    ) -> Result<Vended, MintError> {
+        let key = caller.cache_key.as_str();
+        if let Some(body) = self.served_to(key, now) {
+            return Ok(call.vended(body, Outcome::Hit, None));
         }
 
-        let mut cache_problem = match call.get(&self.cache, &key).await {
+        let mut cache_problem = match call.get(&self.cache, key).await {
             Ok(Some(cached)) => match fresh(&cached, now) {
                 Some(exp) => {
-                    self.remember_for(&key, &cached, exp, now);
-                    return Ok(Vended {
-                        body: cached,
-                        outcome: Outcome::Hit,
-                        cause: None,
-                        timings: call.timings,
-                    });
+                    self.remember_for(caller, &cached, exp, now);
+                    return Ok(call.vended(cached, Outcome::Hit, None));
                 }
                 // A corrupt or nearly expired entry is a miss; the set below overwrites it.
                 None => None,
@@ -256,57 +290,57 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
             Err(CacheError::KeyRejected) => return Err(MintError::KeyRejected),
             Err(e) => {
                 let problem = format!("get: {e}");
-                if let Some(shared) = self.fresh_in_memory(now) {
+                if let Some(shared) = self.fresh_in_memory(caller, now) {
                     // The cache is in trouble: don't add a set to its load.
-                    self.remember_for(&key, &shared.body, shared.exp, now);
-                    return Ok(Vended {
-                        body: shared.body,
-                        outcome: Outcome::Shared,
-                        cause: Some(format!("{problem}; shared a token from memory")),
-                        timings: call.timings,
-                    });
+                    self.remember_for(caller, &shared.body, shared.exp, now);
+                    let cause = format!("{problem}; shared a token from memory");
+                    return Ok(call.vended(shared.body, Outcome::Shared, Some(cause)));
                 }
                 Some(problem)
             }
         };
 
         if self.mint_backing_off() {
-            if let Some(shared) = self.fresh_in_memory(now) {
+            if let Some(shared) = self.fresh_in_memory(caller, now) {
                 let cause =
                     "token service backing off after a throttled mint; shared a token from memory";
-                return Ok(self.share(&mut call, &key, shared, now, cause).await);
+                return Ok(self.share(call, caller, shared, now, cause).await);
             }
         }
 
-        let started = Instant::now();
-        let minted =
-            tokio::time::timeout(self.bounds.mint_timeout, self.minter.mint(self.token_ttl)).await;
-        call.timings.mint = Some(started.elapsed());
-        let token = match minted.map_err(|_| MintError::Timeout)? {
+        // The mint must not follow a timed-out get down the same dead path.
+        self.abandon_timed_out_connections(call);
+        let token = match self.mint(caller, call).await {
             Ok(token) => token,
-            Err(MintError::RateLimited) => {
-                self.back_off_minting();
-                return match self.fresh_anywhere(&mut call, now).await {
+            Err(MintError::KeyRejected) => return Err(MintError::KeyRejected),
+            Err(e) => {
+                if e == MintError::RateLimited {
+                    self.back_off_minting();
+                }
+                return match self.fresh_anywhere(call, caller, now).await {
                     Some((shared, from)) => {
-                        let cause = format!("mint rate-limited; shared a token from {from}");
-                        Ok(self.share(&mut call, &key, shared, now, &cause).await)
+                        let cause = format!("mint: {e}; shared a token from {from}");
+                        Ok(self.share(call, caller, shared, now, &cause).await)
                     }
-                    None => Err(MintError::RateLimited),
+                    None => Err(e),
                 };
             }
-            Err(e) => return Err(e),
         };
         let body = serde_json::to_string(&token)
             .map_err(|_| MintError::Failed("could not encode the vended token".into()))?;
-        self.remember_for(&key, &body, token.exp, now);
+        self.remember_for(caller, &body, token.exp, now);
 
         let ttl = self.ttl_for(token.exp, now);
-        let (own, shared) = call
-            .set_both(&self.cache, (&key, SHARED_KEY), &body, ttl)
-            .await;
+        let (own, shared) = match caller.shared_key.as_deref() {
+            Some(shared_key) => {
+                call.set_both(&self.cache, (key, shared_key), &body, ttl)
+                    .await
+            }
+            None => (call.set(&self.cache, key, &body, ttl).await, Ok(())),
+        };
         let problems = [
             own.err().map(|e| e.to_string()),
-            shared.err().map(|e| format!("{e} ({SHARED_KEY})")),
+            shared.err().map(|e| format!("{e} (shared key)")),
         ];
         for problem in problems.into_iter().flatten() {
             let problem = format!("set: {problem}");
@@ -315,17 +349,39 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
                 None => problem,
             });
         }
+        let outcome = if cache_problem.is_some() {
+            Outcome::Degraded
+        } else {
+            Outcome::Miss
+        };
+        Ok(call.vended(body, outcome, cache_problem))
+    }
 
-        Ok(Vended {
-            body,
-            outcome: if cache_problem.is_some() {
-                Outcome::Degraded
-            } else {
-                Outcome::Miss
-            },
-            cause: cache_problem,
-            timings: call.timings,
-        })
+    /// One mint within the mint timeout, timed for the log line.
+    async fn mint(&self, caller: &Caller, call: &mut Calls) -> MintResult {
+        let started = Instant::now();
+        let minted = tokio::time::timeout(
+            self.bounds.mint_timeout,
+            self.minter.mint(caller, self.token_ttl),
+        )
+        .await;
+        call.timings.mint = Some(started.elapsed());
+        let result = minted.unwrap_or(Err(MintError::Timeout));
+        if result == Err(MintError::Timeout) {
+            call.timed_out(started);
+        }
+        result
+    }
+
+    /// After a timeout, moves both clients to new connections: the cache's
+    /// and the token service's connections idled through the same freeze,
+    /// so a dead one rarely comes alone, and a fresh connection costs only a
+    /// handshake.
+    fn abandon_timed_out_connections(&self, call: &mut Calls) {
+        if let Some(since) = call.timed_out_since.take() {
+            self.cache.reconnect(since);
+            self.minter.reconnect(since);
+        }
     }
 
     /// Hands `shared` to the caller and stores it under the caller's key, so
@@ -333,38 +389,39 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
     async fn share(
         &self,
         call: &mut Calls,
-        key: &str,
+        caller: &Caller,
         shared: Remembered,
         now: u64,
         cause: &str,
     ) -> Vended {
-        self.remember_for(key, &shared.body, shared.exp, now);
+        self.remember_for(caller, &shared.body, shared.exp, now);
         let ttl = self.ttl_for(shared.exp, now);
-        let cause = match call.set(&self.cache, key, &shared.body, ttl).await {
+        let cause = match call
+            .set(&self.cache, &caller.cache_key, &shared.body, ttl)
+            .await
+        {
             Ok(()) => cause.to_string(),
             Err(e) => format!("{cause}; set: {e}"),
         };
-        Vended {
-            body: shared.body,
-            outcome: Outcome::Shared,
-            cause: Some(cause),
-            timings: call.timings,
-        }
+        call.vended(shared.body, Outcome::Shared, Some(cause))
     }
 
-    /// A fresh token from this container's memory, or else from the cache's
-    /// shared key; with where it came from, for the log.
+    /// A fresh token of the caller's scope from this container's memory, or
+    /// else from the cache's shared key; with where it came from, for the
+    /// log. Nothing for a caller that may not share.
     async fn fresh_anywhere(
         &self,
         call: &mut Calls,
+        caller: &Caller,
         now: u64,
     ) -> Option<(Remembered, &'static str)> {
-        if let Some(t) = self.fresh_in_memory(now) {
+        let shared_key = caller.shared_key.as_deref()?;
+        if let Some(t) = self.fresh_in_memory(caller, now) {
             return Some((t, "memory"));
         }
-        let body = call.get(&self.cache, SHARED_KEY).await.ok().flatten()?;
+        let body = call.get(&self.cache, shared_key).await.ok().flatten()?;
         let exp = fresh(&body, now)?;
-        self.remember(&body, exp);
+        self.remember(shared_key, &body, exp);
         Some((Remembered { body, exp }, "the cache's shared key"))
     }
 
@@ -382,21 +439,28 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
         self.memory.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps `body` if it outlives the freshest token remembered so far.
-    fn remember(&self, body: &str, exp: u64) {
+    /// Keeps `body` as the freshest token under `shared_key` if it outlives
+    /// the one remembered so far.
+    fn remember(&self, shared_key: &str, body: &str, exp: u64) {
         let mut memory = self.memory();
-        if memory.freshest.as_ref().is_none_or(|t| t.exp < exp) {
-            memory.freshest = Some(Remembered {
-                body: body.to_string(),
-                exp,
-            });
+        if memory.freshest.get(shared_key).is_none_or(|t| t.exp < exp) {
+            memory.freshest.insert(
+                shared_key.to_string(),
+                Remembered {
+                    body: body.to_string(),
+                    exp,
+                },
+            );
         }
     }
 
-    /// Remembers that the caller with cache key `key` was given `body` (and
-    /// keeps it as the freshest token if it is).
-    fn remember_for(&self, key: &str, body: &str, exp: u64, now: u64) {
-        self.remember(body, exp);
+    /// Remembers that `caller` was given `body` (and, for a caller that may
+    /// share, keeps it as its scope's freshest token if it is).
+    fn remember_for(&self, caller: &Caller, body: &str, exp: u64, now: u64) {
+        if let Some(shared_key) = caller.shared_key.as_deref() {
+            self.remember(shared_key, body, exp);
+        }
+        let key = caller.cache_key.as_str();
         let until = now.saturating_add(self.ttl_for(exp, now).as_secs());
         let mut memory = self.memory();
         if memory.served.len() >= MAX_REMEMBERED_CALLERS && !memory.served.contains_key(key) {
@@ -424,10 +488,13 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
         live.then(|| served.token.body.clone())
     }
 
-    fn fresh_in_memory(&self, now: u64) -> Option<Remembered> {
+    /// The freshest token of the caller's scope in memory, if it may share.
+    fn fresh_in_memory(&self, caller: &Caller, now: u64) -> Option<Remembered> {
+        let shared_key = caller.shared_key.as_deref()?;
         self.memory()
             .freshest
-            .clone()
+            .get(shared_key)
+            .cloned()
             .filter(|t| outlives_margin(t.exp, now))
     }
 
@@ -442,20 +509,44 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
     }
 }
 
-/// The cache calls of one request: they share one time budget, and their
-/// durations are summed per kind for the log line.
+/// The outbound calls of one request: the cache calls share one time budget,
+/// durations are summed per kind for the log line, and the start of the
+/// earliest call that timed out is kept to abandon its connection.
 struct Calls {
     budget: Duration,
     timings: CallTimings,
+    timed_out_since: Option<Instant>,
 }
 
 impl Calls {
+    fn vended(&self, body: String, outcome: Outcome, cause: Option<String>) -> Vended {
+        Vended {
+            body,
+            outcome,
+            cause,
+            timings: self.timings,
+        }
+    }
+
+    fn timed_out(&mut self, started: Instant) {
+        self.timed_out_since = Some(self.timed_out_since.map_or(started, |t| t.min(started)));
+    }
+
     async fn get(
         &mut self,
         cache: &impl TokenCache,
         key: &str,
     ) -> Result<Option<String>, CacheError> {
-        within(&mut self.budget, &mut self.timings.get, cache.get(key)).await
+        if self.budget.is_zero() {
+            // Skipped, not timed out: no connection is suspect.
+            return Err(CacheError::Timeout);
+        }
+        let started = Instant::now();
+        let result = within(&mut self.budget, &mut self.timings.get, cache.get(key)).await;
+        if result == Err(CacheError::Timeout) {
+            self.timed_out(started);
+        }
+        result
     }
 
     async fn set(
@@ -465,12 +556,20 @@ impl Calls {
         value: &str,
         ttl: Duration,
     ) -> Result<(), CacheError> {
-        within(
+        if self.budget.is_zero() {
+            return Err(CacheError::Timeout);
+        }
+        let started = Instant::now();
+        let result = within(
             &mut self.budget,
             &mut self.timings.set,
             cache.set(key, value, ttl),
         )
-        .await
+        .await;
+        if result == Err(CacheError::Timeout) {
+            self.timed_out(started);
+        }
+        result
     }
 
     /// Two sets of one value, side by side: one wait instead of two.
@@ -481,16 +580,24 @@ impl Calls {
         value: &str,
         ttl: Duration,
     ) -> (Result<(), CacheError>, Result<(), CacheError>) {
+        if self.budget.is_zero() {
+            return (Err(CacheError::Timeout), Err(CacheError::Timeout));
+        }
+        let started = Instant::now();
         let both = async {
             Ok(tokio::join!(
                 cache.set(first, value, ttl),
                 cache.set(second, value, ttl)
             ))
         };
-        match within(&mut self.budget, &mut self.timings.set, both).await {
+        let results = match within(&mut self.budget, &mut self.timings.set, both).await {
             Ok(results) => results,
             Err(e) => (Err(e.clone()), Err(e)),
+        };
+        if results.0 == Err(CacheError::Timeout) || results.1 == Err(CacheError::Timeout) {
+            self.timed_out(started);
         }
+        results
     }
 }
 
@@ -531,6 +638,7 @@ fn fresh(cached: &str, now: u64) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::doubles::{Behaviour, CountingMinter, MemoryCache};
+    use crate::scope::Scope;
     use std::sync::Arc;
 
     const TOKEN_TTL: Duration = Duration::from_secs(3600);
@@ -553,8 +661,13 @@ mod tests {
         }
     }
 
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
+    /// An anonymous caller of the seed's scope at `s`.
+    fn ip(s: &str) -> Caller {
+        at(s.parse().unwrap())
+    }
+
+    fn at(address: std::net::IpAddr) -> Caller {
+        Caller::anonymous(address, Scope::subscribe_all("pizza"), "pizza")
     }
 
     fn parse(body: &str) -> VendedToken {
@@ -565,7 +678,7 @@ mod tests {
     async fn miss_mints_a_token_and_caches_that_exact_body() {
         let r = rig();
         let before = now_epoch();
-        let vended = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        let vended = r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
         assert_eq!(vended.outcome, Outcome::Miss);
         let token = parse(&vended.body);
         assert_eq!(token.token, "minted-1");
@@ -591,7 +704,7 @@ mod tests {
             now_epoch() + 600
         );
         r.cache.insert("203.0.113.10-token", &cached);
-        let vended = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        let vended = r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
         assert_eq!(vended.outcome, Outcome::Hit);
         assert_eq!(vended.body, cached, "byte for byte, spacing included");
         assert_eq!(r.minter.calls(), 0);
@@ -601,33 +714,21 @@ mod tests {
     #[tokio::test]
     async fn same_ip_gets_the_same_token_and_different_ips_different_tokens() {
         let r = rig();
-        let a1 = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
-        let a2 = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
-        let b = r.vendor.vend(ip("203.0.113.20")).await.unwrap();
+        let a1 = r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
+        let a2 = r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
+        let b = r.vendor.vend(&ip("203.0.113.20")).await.unwrap();
         assert_eq!(a1.body, a2.body);
         assert_eq!(a2.outcome, Outcome::Hit);
         assert_ne!(parse(&a1.body).token, parse(&b.body).token);
         assert_eq!(r.minter.calls(), 2);
     }
 
-    #[test]
-    fn ipv6_callers_are_keyed_by_their_64_and_ipv4_by_address() {
-        assert_eq!(
-            cache_key(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
-            "2001:db8:1:2::/64-token"
-        );
-        assert_eq!(cache_key(ip("2001:DB8:0:0:0:0:0:5")), "2001:db8::/64-token");
-        assert_eq!(cache_key(ip("203.0.113.10")), "203.0.113.10-token");
-        assert_eq!(cache_key(ip("::ffff:10.0.0.1")), "::ffff:10.0.0.1-token");
-        assert_eq!(cache_key(ip("::1")), "::/64-token");
-    }
-
     #[tokio::test]
     async fn two_addresses_in_one_ipv6_64_get_one_token_from_one_mint() {
         let r = rig();
-        let a = r.vendor.vend(ip("2001:db8:1:2::a")).await.unwrap();
-        let b = r.vendor.vend(ip("2001:db8:1:2:ffff::b")).await.unwrap();
-        let other = r.vendor.vend(ip("2001:db8:1:3::a")).await.unwrap();
+        let a = r.vendor.vend(&ip("2001:db8:1:2::a")).await.unwrap();
+        let b = r.vendor.vend(&ip("2001:db8:1:2:ffff::b")).await.unwrap();
+        let other = r.vendor.vend(&ip("2001:db8:1:3::a")).await.unwrap();
         assert_eq!((a.outcome, b.outcome), (Outcome::Miss, Outcome::Hit));
         assert_eq!(a.body, b.body);
         assert_ne!(a.body, other.body, "another /64 is another caller");
@@ -645,7 +746,7 @@ mod tests {
         ] {
             let r = rig();
             r.cache.insert("203.0.113.10-token", corrupt);
-            let vended = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+            let vended = r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
             assert_eq!(vended.outcome, Outcome::Miss, "{corrupt}");
             assert_eq!(r.cache.entry("203.0.113.10-token").unwrap().0, vended.body);
         }
@@ -659,7 +760,7 @@ mod tests {
             "203.0.113.10-token",
             &format!(r#"{{"token":"old","exp":{}}}"#, now + 60),
         );
-        let vended = r.vendor.vend_at(ip("203.0.113.10"), now).await.unwrap();
+        let vended = r.vendor.vend_at(&ip("203.0.113.10"), now).await.unwrap();
         assert_eq!(vended.outcome, Outcome::Miss);
         assert_ne!(parse(&vended.body).token, "old");
 
@@ -667,7 +768,7 @@ mod tests {
             "203.0.113.10-token",
             &format!(r#"{{"token":"old","exp":{}}}"#, now + 61),
         );
-        let vended = r.vendor.vend_at(ip("203.0.113.10"), now).await.unwrap();
+        let vended = r.vendor.vend_at(&ip("203.0.113.10"), now).await.unwrap();
         assert_eq!(vended.outcome, Outcome::Hit);
     }
 
@@ -675,7 +776,7 @@ mod tests {
     async fn a_failing_cache_get_still_vends_and_is_degraded() {
         let r = rig();
         r.cache.on_get(Behaviour::Fail);
-        let vended = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        let vended = r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
         assert_eq!(vended.outcome, Outcome::Degraded);
         assert!(vended.cause.unwrap().starts_with("get:"));
         assert_eq!(parse(&vended.body).token, "minted-1");
@@ -690,7 +791,7 @@ mod tests {
     async fn a_failing_cache_set_still_vends_and_is_degraded() {
         let r = rig();
         r.cache.on_set(Behaviour::Fail);
-        let vended = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        let vended = r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
         assert_eq!(vended.outcome, Outcome::Degraded);
         assert!(vended.cause.unwrap().starts_with("set:"));
         assert_eq!(parse(&vended.body).token, "minted-1");
@@ -702,7 +803,7 @@ mod tests {
         r.cache.on_get(Behaviour::Hang);
         r.cache.on_set(Behaviour::Hang);
         let started = Instant::now();
-        let vended = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        let vended = r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
         assert_eq!(vended.outcome, Outcome::Degraded);
         assert_eq!(started.elapsed(), Bounds::default().cache_budget);
         assert_eq!(r.cache.sets(), 0, "no budget left: the set is skipped");
@@ -713,7 +814,7 @@ mod tests {
         let r = rig();
         r.cache.on_set(Behaviour::Hang);
         let started = Instant::now();
-        let vended = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        let vended = r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
         assert_eq!(vended.outcome, Outcome::Degraded);
         assert!(started.elapsed() <= Bounds::default().cache_budget);
         assert_eq!(r.cache.sets(), 2, "the caller's key and the shared key");
@@ -724,7 +825,10 @@ mod tests {
         let r = rig();
         r.minter.on_mint(Behaviour::Fail);
         assert!(matches!(
-            r.vendor.vend(ip("203.0.113.10")).await,
+            r.vendor
+                .vend(&ip("203.0.113.10"))
+                .await
+                .map_err(|e| e.error),
             Err(MintError::Failed(_))
         ));
         assert_eq!(r.cache.sets(), 0);
@@ -735,7 +839,10 @@ mod tests {
         let r = rig();
         r.minter.on_mint(Behaviour::Throttle);
         assert_eq!(
-            r.vendor.vend(ip("203.0.113.10")).await,
+            r.vendor
+                .vend(&ip("203.0.113.10"))
+                .await
+                .map_err(|e| e.error),
             Err(MintError::RateLimited)
         );
     }
@@ -746,7 +853,10 @@ mod tests {
         r.minter.on_mint(Behaviour::Hang);
         let started = Instant::now();
         assert_eq!(
-            r.vendor.vend(ip("203.0.113.10")).await,
+            r.vendor
+                .vend(&ip("203.0.113.10"))
+                .await
+                .map_err(|e| e.error),
             Err(MintError::Timeout)
         );
         assert_eq!(started.elapsed(), Bounds::default().mint_timeout);
@@ -756,10 +866,206 @@ mod tests {
         format!(r#"{{"token":"{token}","exp":{exp}}}"#)
     }
 
+    // --- dead connections (timeouts) ---
+
+    #[tokio::test]
+    async fn calls_that_answer_leave_the_connections_alone() {
+        let r = rig();
+        r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
+        r.cache.on_get(Behaviour::Fail);
+        r.minter.on_mint(Behaviour::Fail);
+        let _ = r.vendor.vend(&ip("203.0.113.11")).await;
+        assert_eq!((r.cache.reconnects(), r.minter.reconnects()), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timed_out_get_moves_both_clients_to_new_connections_before_the_mint() {
+        let r = rig();
+        r.cache.on_get(Behaviour::Hang);
+        let vended = r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
+        // Nothing in memory: the mint goes ahead, over a new connection.
+        assert_eq!(vended.outcome, Outcome::Degraded);
+        assert_eq!((r.cache.reconnects(), r.minter.reconnects()), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_set_skipped_for_want_of_budget_does_not_abandon_the_new_connection() {
+        let r = rig();
+        r.cache.on_get(Behaviour::Hang);
+        r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
+        assert_eq!(r.cache.sets(), 0, "no budget left for the set");
+        assert_eq!(r.cache.reconnects(), 1, "one timeout, one reconnect");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timed_out_mint_shares_a_fresh_token_and_reconnects() {
+        let r = rig();
+        let first = r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
+        r.minter.on_mint(Behaviour::Hang);
+        let started = Instant::now();
+        let shared = r.vendor.vend(&ip("198.51.100.7")).await.unwrap();
+        assert_eq!(started.elapsed(), Bounds::default().mint_timeout);
+        assert_eq!(shared.outcome, Outcome::Shared);
+        assert_eq!(shared.body, first.body);
+        assert!(shared.cause.unwrap().contains("timed out"));
+        assert_eq!((r.cache.reconnects(), r.minter.reconnects()), (1, 1));
+        // The next caller mints again: no back-off after a timeout.
+        r.minter.on_mint(Behaviour::Work);
+        let next = r.vendor.vend(&ip("198.51.100.8")).await.unwrap();
+        assert_eq!(next.outcome, Outcome::Miss);
+    }
+
+    #[tokio::test]
+    async fn a_failed_mint_shares_a_fresh_token_from_memory_or_the_shared_key() {
+        let r = rig();
+        let first = r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
+        r.minter.on_mint(Behaviour::Fail);
+        let shared = r.vendor.vend(&ip("198.51.100.7")).await.unwrap();
+        assert_eq!(
+            (shared.outcome, shared.body.as_str()),
+            (Outcome::Shared, first.body.as_str())
+        );
+
+        let cold = rig();
+        let elsewhere = token_json("minted-elsewhere", now_epoch() + 3000);
+        cold.cache.insert(SHARED_KEY, &elsewhere);
+        cold.minter.on_mint(Behaviour::Fail);
+        let shared = cold.vendor.vend(&ip("198.51.100.7")).await.unwrap();
+        assert_eq!(
+            (shared.outcome, shared.body.as_str()),
+            (Outcome::Shared, elsewhere.as_str())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_key_on_the_mint_is_never_hidden_by_sharing() {
+        let r = rig();
+        r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
+        r.minter.on_mint(Behaviour::Reject);
+        assert_eq!(
+            r.vendor
+                .vend(&ip("198.51.100.7"))
+                .await
+                .map_err(|e| e.error),
+            Err(MintError::KeyRejected)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_momento_fails_within_the_worst_case_bound() {
+        let r = rig();
+        r.cache.on_get(Behaviour::Hang);
+        r.cache.on_set(Behaviour::Hang);
+        r.minter.on_mint(Behaviour::Hang);
+        let started = Instant::now();
+        let failed = r.vendor.vend(&ip("203.0.113.10")).await.unwrap_err();
+        assert_eq!(failed.error, MintError::Timeout);
+        assert_eq!(started.elapsed(), Bounds::default().worst_case());
+        assert!(failed.timings.get.is_some() && failed.timings.mint.is_some());
+    }
+
+    // --- signed-in callers and scopes ---
+
+    fn user(sub: &str, scope: Scope) -> Caller {
+        Caller::user(sub, scope)
+    }
+
+    #[tokio::test]
+    async fn two_users_get_two_tokens_and_one_user_twice_one_mint() {
+        let r = rig();
+        let a = r
+            .vendor
+            .vend(&user("sub-a", Scope::subscribe_all("pizza")))
+            .await
+            .unwrap();
+        let again = r
+            .vendor
+            .vend(&user("sub-a", Scope::subscribe_all("pizza")))
+            .await
+            .unwrap();
+        let b = r
+            .vendor
+            .vend(&user("sub-b", Scope::subscribe_all("pizza")))
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.outcome, again.body.as_str()),
+            (Outcome::Hit, a.body.as_str())
+        );
+        assert_ne!(a.body, b.body);
+        let minted_for: Vec<Option<String>> =
+            r.minter.callers().into_iter().map(|c| c.token_id).collect();
+        assert_eq!(minted_for, [Some("sub-a".into()), Some("sub-b".into())]);
+        assert!(
+            r.cache.entry(SHARED_KEY).is_none(),
+            "user tokens are never shared"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_user_whose_scope_changes_gets_a_token_of_the_new_scope() {
+        let r = rig();
+        let before = r
+            .vendor
+            .vend(&user("sub-a", Scope::subscribe_all("pizza")))
+            .await
+            .unwrap();
+        let staff = Scope::subscribe_all("staff-cache");
+        let after = r.vendor.vend(&user("sub-a", staff.clone())).await.unwrap();
+        assert_eq!(after.outcome, Outcome::Miss);
+        assert_ne!(before.body, after.body);
+        assert_eq!(r.minter.callers()[1].scope, staff);
+    }
+
+    #[tokio::test]
+    async fn a_throttled_user_gets_no_one_elses_token() {
+        let r = rig();
+        r.vendor
+            .vend(&user("sub-a", Scope::subscribe_all("pizza")))
+            .await
+            .unwrap();
+        r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
+        for behaviour in [Behaviour::Throttle, Behaviour::Fail] {
+            r.minter.on_mint(behaviour);
+            let failed = r
+                .vendor
+                .vend(&user("sub-b", Scope::subscribe_all("pizza")))
+                .await
+                .unwrap_err();
+            assert_ne!(failed.error, MintError::KeyRejected);
+        }
+        // A failed get does not make a user's request a share either.
+        r.minter.on_mint(Behaviour::Work);
+        r.cache.on_get(Behaviour::Fail);
+        let own = r
+            .vendor
+            .vend(&user("sub-c", Scope::subscribe_all("pizza")))
+            .await
+            .unwrap();
+        assert_eq!(own.outcome, Outcome::Degraded, "minted its own");
+    }
+
+    #[tokio::test]
+    async fn anonymous_callers_share_only_within_one_scope() {
+        let r = rig();
+        let other_scope = Scope::subscribe_all("pasta");
+        let other = Caller::anonymous("203.0.113.1".parse().unwrap(), other_scope.clone(), "pizza");
+        r.vendor.vend(&other).await.unwrap();
+        assert!(r.cache.entry(SHARED_KEY).is_none());
+        r.minter.on_mint(Behaviour::Throttle);
+        assert_eq!(
+            r.vendor.vend(&ip("203.0.113.2")).await.map_err(|e| e.error),
+            Err(MintError::RateLimited),
+            "a token of another scope is not shared"
+        );
+        let same = Caller::anonymous("203.0.113.3".parse().unwrap(), other_scope, "pizza");
+        assert_eq!(r.vendor.vend(&same).await.unwrap().outcome, Outcome::Shared);
+    }
+
     #[tokio::test]
     async fn a_miss_also_writes_the_shared_key() {
         let r = rig();
-        let vended = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        let vended = r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
         let (shared, ttl) = r.cache.entry(SHARED_KEY).unwrap();
         assert_eq!(shared, vended.body);
         assert_eq!(ttl, CACHE_TTL);
@@ -768,16 +1074,16 @@ mod tests {
     #[tokio::test]
     async fn a_throttled_mint_shares_the_freshest_token_in_memory_under_the_callers_key() {
         let r = rig();
-        let first = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        let first = r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
         r.minter.on_mint(Behaviour::Throttle);
-        let shared = r.vendor.vend(ip("198.51.100.7")).await.unwrap();
+        let shared = r.vendor.vend(&ip("198.51.100.7")).await.unwrap();
         assert_eq!(shared.outcome, Outcome::Shared);
         assert_eq!(shared.body, first.body);
         assert!(shared.cause.unwrap().contains("memory"));
         let (stored, ttl) = r.cache.entry("198.51.100.7-token").unwrap();
         assert_eq!(stored, first.body, "the caller's next visit is a plain hit");
         assert!(ttl <= CACHE_TTL);
-        let again = r.vendor.vend(ip("198.51.100.7")).await.unwrap();
+        let again = r.vendor.vend(&ip("198.51.100.7")).await.unwrap();
         assert_eq!(again.outcome, Outcome::Hit);
         assert_eq!(r.minter.calls(), 2, "the hit minted nothing");
     }
@@ -789,7 +1095,7 @@ mod tests {
         let elsewhere = token_json("minted-by-another-container", now + 3000);
         r.cache.insert(SHARED_KEY, &elsewhere);
         r.minter.on_mint(Behaviour::Throttle);
-        let vended = r.vendor.vend_at(ip("203.0.113.10"), now).await.unwrap();
+        let vended = r.vendor.vend_at(&ip("203.0.113.10"), now).await.unwrap();
         assert_eq!(vended.outcome, Outcome::Shared);
         assert_eq!(vended.body, elsewhere);
         let (stored, ttl) = r.cache.entry("203.0.113.10-token").unwrap();
@@ -806,7 +1112,10 @@ mod tests {
         let r = rig();
         r.minter.on_mint(Behaviour::Throttle);
         assert_eq!(
-            r.vendor.vend(ip("203.0.113.10")).await,
+            r.vendor
+                .vend(&ip("203.0.113.10"))
+                .await
+                .map_err(|e| e.error),
             Err(MintError::RateLimited)
         );
         assert!(r.cache.entry("203.0.113.10-token").is_none());
@@ -816,18 +1125,21 @@ mod tests {
     #[tokio::test]
     async fn a_token_within_the_refresh_margin_is_never_shared() {
         let r = rig();
-        let first = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        let first = r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
         let exp = parse(&first.body).exp;
         // The shared key holds the same token; both it and memory are now at the margin.
         r.minter.on_mint(Behaviour::Throttle);
         assert_eq!(
-            r.vendor.vend_at(ip("198.51.100.7"), exp - 60).await,
+            r.vendor
+                .vend_at(&ip("198.51.100.7"), exp - 60)
+                .await
+                .map_err(|e| e.error),
             Err(MintError::RateLimited)
         );
         // One second earlier, the same token is still fresh enough to share.
         let shared = r
             .vendor
-            .vend_at(ip("198.51.100.8"), exp - 61)
+            .vend_at(&ip("198.51.100.8"), exp - 61)
             .await
             .unwrap();
         assert_eq!(shared.outcome, Outcome::Shared);
@@ -841,7 +1153,10 @@ mod tests {
         r.cache.insert(SHARED_KEY, &token_json("old", now + 60));
         r.minter.on_mint(Behaviour::Throttle);
         assert_eq!(
-            r.vendor.vend_at(ip("203.0.113.10"), now).await,
+            r.vendor
+                .vend_at(&ip("203.0.113.10"), now)
+                .await
+                .map_err(|e| e.error),
             Err(MintError::RateLimited)
         );
     }
@@ -849,9 +1164,9 @@ mod tests {
     #[tokio::test]
     async fn a_failed_get_with_a_fresh_token_in_memory_does_not_mint() {
         let r = rig();
-        let first = r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        let first = r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
         r.cache.on_get(Behaviour::Fail);
-        let vended = r.vendor.vend(ip("198.51.100.7")).await.unwrap();
+        let vended = r.vendor.vend(&ip("198.51.100.7")).await.unwrap();
         assert_eq!(vended.outcome, Outcome::Shared);
         assert_eq!(vended.body, first.body);
         assert!(vended.cause.unwrap().starts_with("get:"));
@@ -861,10 +1176,13 @@ mod tests {
     #[tokio::test]
     async fn a_key_refused_by_the_cache_is_reported_not_hidden_by_sharing() {
         let r = rig();
-        r.vendor.vend(ip("203.0.113.10")).await.unwrap();
+        r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
         r.cache.on_get(Behaviour::Reject);
         assert_eq!(
-            r.vendor.vend(ip("198.51.100.7")).await,
+            r.vendor
+                .vend(&ip("198.51.100.7"))
+                .await
+                .map_err(|e| e.error),
             Err(MintError::KeyRejected)
         );
         assert_eq!(r.minter.calls(), 1);
@@ -876,32 +1194,32 @@ mod tests {
         let cached = token_json("cached-token", now_epoch() + 900);
         r.cache.insert("203.0.113.10-token", &cached);
         assert_eq!(
-            r.vendor.vend(ip("203.0.113.10")).await.unwrap().outcome,
+            r.vendor.vend(&ip("203.0.113.10")).await.unwrap().outcome,
             Outcome::Hit
         );
         r.minter.on_mint(Behaviour::Throttle);
-        let shared = r.vendor.vend(ip("198.51.100.7")).await.unwrap();
+        let shared = r.vendor.vend(&ip("198.51.100.7")).await.unwrap();
         assert_eq!(shared.body, cached);
     }
 
     #[tokio::test(start_paused = true)]
     async fn after_a_throttled_mint_the_token_service_is_left_alone_for_the_back_off() {
         let r = rig();
-        r.vendor.vend(ip("203.0.113.1")).await.unwrap();
+        r.vendor.vend(&ip("203.0.113.1")).await.unwrap();
         r.minter.on_mint(Behaviour::Throttle);
-        let shared = r.vendor.vend(ip("203.0.113.2")).await.unwrap();
+        let shared = r.vendor.vend(&ip("203.0.113.2")).await.unwrap();
         assert_eq!(shared.outcome, Outcome::Shared);
         assert_eq!(r.minter.calls(), 2);
 
         r.minter.on_mint(Behaviour::Work);
         tokio::time::advance(MINT_BACKOFF - Duration::from_millis(1)).await;
-        let quiet = r.vendor.vend(ip("203.0.113.3")).await.unwrap();
+        let quiet = r.vendor.vend(&ip("203.0.113.3")).await.unwrap();
         assert_eq!(quiet.outcome, Outcome::Shared);
         assert!(quiet.cause.unwrap().contains("backing off"));
         assert_eq!(r.minter.calls(), 2, "no call during the back-off");
 
         tokio::time::advance(Duration::from_millis(1)).await;
-        let minted = r.vendor.vend(ip("203.0.113.4")).await.unwrap();
+        let minted = r.vendor.vend(&ip("203.0.113.4")).await.unwrap();
         assert_eq!(minted.outcome, Outcome::Miss);
         assert_eq!(r.minter.calls(), 3, "minting resumes after the back-off");
     }
@@ -910,9 +1228,9 @@ mod tests {
     async fn the_back_off_does_not_hold_back_a_caller_with_nothing_to_share() {
         let r = rig();
         r.minter.on_mint(Behaviour::Throttle);
-        assert!(r.vendor.vend(ip("203.0.113.1")).await.is_err());
+        assert!(r.vendor.vend(&ip("203.0.113.1")).await.is_err());
         r.minter.on_mint(Behaviour::Work);
-        let vended = r.vendor.vend(ip("203.0.113.2")).await.unwrap();
+        let vended = r.vendor.vend(&ip("203.0.113.2")).await.unwrap();
         assert_eq!(vended.outcome, Outcome::Miss);
         assert_eq!(r.minter.calls(), 2);
     }
@@ -921,10 +1239,10 @@ mod tests {
     async fn a_caller_coming_back_to_this_container_is_answered_from_memory() {
         let r = rig();
         let now = now_epoch();
-        let first = r.vendor.vend_at(ip("203.0.113.10"), now).await.unwrap();
+        let first = r.vendor.vend_at(&ip("203.0.113.10"), now).await.unwrap();
         let again = r
             .vendor
-            .vend_at(ip("203.0.113.10"), now + 10)
+            .vend_at(&ip("203.0.113.10"), now + 10)
             .await
             .unwrap();
         assert_eq!(
@@ -935,7 +1253,7 @@ mod tests {
         assert_eq!(again.timings, CallTimings::default());
         // Once its cache entry would have expired, the cache is asked again.
         let later = now + CACHE_TTL.as_secs();
-        r.vendor.vend_at(ip("203.0.113.10"), later).await.unwrap();
+        r.vendor.vend_at(&ip("203.0.113.10"), later).await.unwrap();
         assert_eq!(r.cache.gets(), 2);
     }
 
@@ -947,7 +1265,7 @@ mod tests {
         r.cache.insert("203.0.113.10-token", &cached);
         assert_eq!(
             r.vendor
-                .vend_at(ip("203.0.113.10"), now)
+                .vend_at(&ip("203.0.113.10"), now)
                 .await
                 .unwrap()
                 .body,
@@ -955,7 +1273,7 @@ mod tests {
         );
         let vended = r
             .vendor
-            .vend_at(ip("203.0.113.10"), now + 40)
+            .vend_at(&ip("203.0.113.10"), now + 40)
             .await
             .unwrap();
         assert_eq!(
@@ -971,8 +1289,8 @@ mod tests {
         let r = rig();
         let now = now_epoch();
         for i in 0..=MAX_REMEMBERED_CALLERS as u32 {
-            let caller = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
-            r.vendor.vend_at(caller, now).await.unwrap();
+            let caller = at(std::net::Ipv4Addr::from(0x0a00_0000 + i).into());
+            r.vendor.vend_at(&caller, now).await.unwrap();
             assert!(r.vendor.memory().served.len() <= MAX_REMEMBERED_CALLERS);
         }
     }

@@ -9,14 +9,18 @@ use base64::Engine;
 use momento_protos::permission_messages::{
     permissions, permissions_type, ExplicitPermissions, Permissions, PermissionsType, TopicRole,
 };
-use momento_standin::{v1_api_key, Fault, MomentoStandin, Op, Plane, Recorded, SecretsStandin};
+use momento_standin::{
+    v1_api_key, Fault, MomentoStandin, Op, Plane, Recorded, Relay, SecretsStandin,
+};
 use secrecy::ExposeSecret;
+use token_vending_machine::caller::{Caller, Identification};
 use token_vending_machine::config::Config;
 use token_vending_machine::error::MintError;
 use token_vending_machine::momento::{build_vendor, MomentoCache, MomentoMinter};
 use token_vending_machine::outcome::Outcome;
+use token_vending_machine::scope::{Scope, ScopePolicy};
 use token_vending_machine::secrets::{read_momento_key, MomentoKey};
-use token_vending_machine::vending::{now_epoch, VendedToken, Vendor, SHARED_KEY};
+use token_vending_machine::vending::{now_epoch, Bounds, VendedToken, Vendor, SHARED_KEY};
 
 const SECRET: &str = "integration-secret-key";
 
@@ -28,8 +32,14 @@ fn config(standin: &MomentoStandin, extra: &[(&str, &str)]) -> Config {
         ("MOMENTO_ENDPOINT_OVERRIDE".into(), url),
     ];
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
-        .unwrap()
+    // Later entries win (an extra can replace a default above).
+    Config::from_lookup(|name| {
+        vars.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    })
+    .unwrap()
 }
 
 fn vendor_with_key(
@@ -52,8 +62,10 @@ async fn standin() -> MomentoStandin {
     MomentoStandin::start(SECRET).await.unwrap()
 }
 
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
+/// An anonymous caller of the seed's scope at `s`.
+fn ip(s: &str) -> Caller {
+    let address: IpAddr = s.parse().unwrap();
+    Caller::anonymous(address, Scope::subscribe_all("pizza"), "pizza")
 }
 
 /// The exact scope the function must ask for: one permission, subscribe-only, all topics of `cache`.
@@ -83,7 +95,7 @@ async fn miss_mints_the_exact_scope_and_caches_with_the_exact_key_and_ttl() {
     let standin = standin().await;
     let vendor = vendor(&standin);
     let before = now_epoch();
-    let vended = vendor.vend(ip("203.0.113.10")).await.unwrap();
+    let vended = vendor.vend(&ip("203.0.113.10")).await.unwrap();
     assert_eq!(vended.outcome, Outcome::Miss);
     let token: VendedToken = serde_json::from_str(&vended.body).unwrap();
 
@@ -132,12 +144,12 @@ async fn miss_mints_the_exact_scope_and_caches_with_the_exact_key_and_ttl() {
 async fn second_vend_is_a_hit_served_from_the_real_cache() {
     let standin = standin().await;
     let vendor = vendor(&standin);
-    let first = vendor.vend(ip("203.0.113.10")).await.unwrap();
-    let second = vendor.vend(ip("203.0.113.10")).await.unwrap();
+    let first = vendor.vend(&ip("203.0.113.10")).await.unwrap();
+    let second = vendor.vend(&ip("203.0.113.10")).await.unwrap();
     assert_eq!(second.outcome, Outcome::Hit);
     assert_eq!(first.body, second.body);
     assert_eq!(standin.count(Op::Mint), 1);
-    let other = vendor.vend(ip("2001:db8::7")).await.unwrap();
+    let other = vendor.vend(&ip("2001:db8::7")).await.unwrap();
     assert_ne!(other.body, first.body);
     assert!(standin.item("pizza", "2001:db8::/64-token").is_some());
 }
@@ -145,16 +157,21 @@ async fn second_vend_is_a_hit_served_from_the_real_cache() {
 #[tokio::test]
 async fn configured_cache_name_and_ttls_reach_the_wire() {
     let standin = standin().await;
-    let vendor = vendor_with_key(
-        &standin,
-        &v1_api_key(SECRET, "momento.localhost"),
-        &[
-            ("CACHE_NAME", "orders"),
-            ("TOKEN_TTL_SECONDS", "900"),
-            ("CACHE_TTL_SECONDS", "600"),
-        ],
+    let extra = [
+        ("CACHE_NAME", "orders"),
+        ("TOKEN_TTL_SECONDS", "900"),
+        ("CACHE_TTL_SECONDS", "600"),
+    ];
+    let vendor = vendor_with_key(&standin, &v1_api_key(SECRET, "momento.localhost"), &extra);
+    // The caller as the function builds it from this configuration.
+    let identification = Identification::from_config(&config(&standin, &extra));
+    let caller = Caller::anonymous(
+        "203.0.113.10".parse().unwrap(),
+        identification.policy.grant(None, &[]),
+        &identification.cache,
     );
-    vendor.vend(ip("203.0.113.10")).await.unwrap();
+    assert_eq!(caller.cache_key, "203.0.113.10-token");
+    vendor.vend(&caller).await.unwrap();
     let recorded = standin.recorded();
     assert!(matches!(&recorded[0], Recorded::Get { cache, .. } if cache == "orders"));
     assert!(
@@ -175,7 +192,7 @@ async fn corrupt_cache_entries_are_overwritten() {
         Duration::from_secs(60),
     );
     let vendor = vendor(&standin);
-    let vended = vendor.vend(ip("203.0.113.10")).await.unwrap();
+    let vended = vendor.vend(&ip("203.0.113.10")).await.unwrap();
     assert_eq!(vended.outcome, Outcome::Miss);
     assert_eq!(
         standin.item("pizza", "203.0.113.10-token").unwrap(),
@@ -191,7 +208,7 @@ async fn the_api_key_travels_in_the_authorization_header_and_a_refused_key_is_re
         &v1_api_key("some-other-key", "momento.localhost"),
         &[],
     );
-    let result = vendor.vend(ip("203.0.113.10")).await;
+    let result = vendor.vend(&ip("203.0.113.10")).await.map_err(|e| e.error);
     assert_eq!(result, Err(MintError::KeyRejected));
     let recorded = standin.recorded();
     assert!(!recorded.is_empty());
@@ -208,7 +225,7 @@ async fn failing_cache_still_vends_degraded() {
     let standin = standin().await;
     standin.inject(Op::Get, Fault::Status(tonic::Code::Unavailable));
     standin.inject(Op::Set, Fault::Status(tonic::Code::Internal));
-    let vended = vendor(&standin).vend(ip("203.0.113.10")).await.unwrap();
+    let vended = vendor(&standin).vend(&ip("203.0.113.10")).await.unwrap();
     assert_eq!(vended.outcome, Outcome::Degraded);
     assert_eq!(standin.count(Op::Mint), 1);
     assert_eq!(
@@ -225,7 +242,7 @@ async fn a_hung_cache_delays_the_answer_by_about_a_second_at_most() {
     standin.inject(Op::Set, Fault::Hang);
     let vendor = vendor(&standin);
     let started = Instant::now();
-    let vended = vendor.vend(ip("203.0.113.10")).await.unwrap();
+    let vended = vendor.vend(&ip("203.0.113.10")).await.unwrap();
     let elapsed = started.elapsed();
     assert_eq!(vended.outcome, Outcome::Degraded);
     assert!(elapsed < Duration::from_millis(1250), "took {elapsed:?}");
@@ -237,7 +254,7 @@ async fn a_slow_cache_within_the_budget_is_not_degraded() {
     standin.inject(Op::Get, Fault::Delay(Duration::from_millis(300)));
     let vendor = vendor(&standin);
     let started = Instant::now();
-    let vended = vendor.vend(ip("203.0.113.10")).await.unwrap();
+    let vended = vendor.vend(&ip("203.0.113.10")).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(vended.outcome, Outcome::Miss, "{:?}", vended.cause);
     assert_eq!(standin.count(Op::Set), 2);
@@ -248,7 +265,10 @@ async fn throttled_mint_is_rate_limited() {
     let standin = standin().await;
     standin.inject(Op::Mint, Fault::Status(tonic::Code::ResourceExhausted));
     assert_eq!(
-        vendor(&standin).vend(ip("203.0.113.10")).await,
+        vendor(&standin)
+            .vend(&ip("203.0.113.10"))
+            .await
+            .map_err(|e| e.error),
         Err(MintError::RateLimited)
     );
 }
@@ -259,10 +279,10 @@ async fn mints_over_the_account_rate_limit_share_a_fresh_token_in_memory_then_in
     // One mint, then none: the bucket never refills, so the test does not race the clock.
     standin.limit(Plane::Control, 0, 1);
     let container = vendor(&standin);
-    let first = container.vend(ip("203.0.113.10")).await.unwrap();
+    let first = container.vend(&ip("203.0.113.10")).await.unwrap();
     assert_eq!(first.outcome, Outcome::Miss);
 
-    let shared = container.vend(ip("203.0.113.20")).await.unwrap();
+    let shared = container.vend(&ip("203.0.113.20")).await.unwrap();
     assert_eq!(shared.outcome, Outcome::Shared, "{:?}", shared.cause);
     assert_eq!(shared.body, first.body);
     assert_eq!(
@@ -272,7 +292,7 @@ async fn mints_over_the_account_rate_limit_share_a_fresh_token_in_memory_then_in
 
     // A fresh container has nothing in memory: it finds the shared key.
     let fresh_container = vendor(&standin);
-    let from_cache = fresh_container.vend(ip("203.0.113.30")).await.unwrap();
+    let from_cache = fresh_container.vend(&ip("203.0.113.30")).await.unwrap();
     assert_eq!(
         from_cache.outcome,
         Outcome::Shared,
@@ -292,9 +312,9 @@ async fn mints_over_the_account_rate_limit_share_a_fresh_token_in_memory_then_in
 async fn over_the_cache_rate_limit_a_fresh_token_in_memory_is_served_without_minting() {
     let standin = standin().await;
     let container = vendor(&standin);
-    let first = container.vend(ip("203.0.113.10")).await.unwrap();
+    let first = container.vend(&ip("203.0.113.10")).await.unwrap();
     standin.limit(Plane::Data, 0, 0);
-    let shared = container.vend(ip("203.0.113.20")).await.unwrap();
+    let shared = container.vend(&ip("203.0.113.20")).await.unwrap();
     assert_eq!(shared.outcome, Outcome::Shared);
     assert_eq!(shared.body, first.body);
     assert_eq!(
@@ -309,7 +329,10 @@ async fn over_the_cache_rate_limit_a_fresh_token_in_memory_is_served_without_min
 async fn failed_mint_is_an_error_and_nothing_is_cached() {
     let standin = standin().await;
     standin.inject(Op::Mint, Fault::Status(tonic::Code::Internal));
-    let result = vendor(&standin).vend(ip("203.0.113.10")).await;
+    let result = vendor(&standin)
+        .vend(&ip("203.0.113.10"))
+        .await
+        .map_err(|e| e.error);
     assert!(matches!(result, Err(MintError::Failed(_))), "{result:?}");
     assert_eq!(standin.count(Op::Set), 0);
 }
@@ -319,13 +342,183 @@ async fn a_hung_token_service_fails_after_the_mint_bound() {
     let standin = standin().await;
     standin.inject(Op::Mint, Fault::Hang);
     let started = Instant::now();
-    let result = vendor(&standin).vend(ip("203.0.113.10")).await;
+    let result = vendor(&standin)
+        .vend(&ip("203.0.113.10"))
+        .await
+        .map_err(|e| e.error);
     let elapsed = started.elapsed();
     assert_eq!(result, Err(MintError::Timeout));
+    let bound = Bounds::default().mint_timeout;
     assert!(
-        elapsed >= Duration::from_secs(5) && elapsed < Duration::from_secs(6),
+        elapsed >= bound && elapsed < bound + Duration::from_millis(500),
         "took {elapsed:?}"
     );
+}
+
+// --- silent network faults, through a relay in front of the stand-in ---
+
+/// A stand-in behind a relay, and a vendor pointed at the relay.
+async fn behind_relay() -> (MomentoStandin, Relay, Vendor<MomentoCache, MomentoMinter>) {
+    let standin = standin().await;
+    let relay = Relay::start(standin.addr()).await.unwrap();
+    let key = MomentoKey {
+        api_key: v1_api_key(SECRET, "momento.localhost").into(),
+        endpoint: None,
+    };
+    let cfg = config(&standin, &[("MOMENTO_ENDPOINT_OVERRIDE", &relay.url())]);
+    let vendor = build_vendor(&cfg, &key).unwrap();
+    (standin, relay, vendor)
+}
+
+#[tokio::test]
+async fn a_dead_connection_costs_one_timeout_and_the_next_caller_mints_over_a_new_one() {
+    let (standin, relay, vendor) = behind_relay().await;
+    let first = vendor.vend(&ip("203.0.113.10")).await.unwrap();
+    assert_eq!(first.outcome, Outcome::Miss);
+    let before = relay.connections();
+    assert!(before >= 1);
+
+    // The flows go silent: no FIN, no RST, nothing.
+    relay.silence_established();
+    let started = Instant::now();
+    let during = vendor.vend(&ip("203.0.113.11")).await.unwrap();
+    let paid = started.elapsed();
+    assert_eq!(during.outcome, Outcome::Shared, "{during:?}");
+    assert_eq!(during.body, first.body);
+    let budget = Bounds::default().cache_budget;
+    assert!(
+        paid >= budget && paid < budget + Duration::from_millis(100),
+        "{paid:?}"
+    );
+
+    // The next new caller: new connections, a fresh mint, no timeout.
+    let started = Instant::now();
+    let after = vendor.vend(&ip("203.0.113.12")).await.unwrap();
+    assert_eq!(after.outcome, Outcome::Miss, "{after:?}");
+    assert!(started.elapsed() < budget / 2, "{:?}", started.elapsed());
+    assert!(relay.connections() > before, "served over a new connection");
+    assert_eq!(standin.count(Op::Mint), 2);
+}
+
+#[tokio::test]
+async fn an_unreachable_momento_on_a_cold_container_answers_within_two_and_a_half_seconds() {
+    let (standin, relay, vendor) = behind_relay().await;
+    relay.blackhole_new(true);
+    let started = Instant::now();
+    let failed = vendor.vend(&ip("203.0.113.10")).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(failed.error, MintError::Timeout);
+    assert!(
+        took >= Bounds::default().worst_case() && took < Duration::from_millis(2500),
+        "{took:?}"
+    );
+    assert_eq!(standin.count(Op::Mint), 0, "nothing reached Momento");
+    assert!(relay.connections() >= 2, "the mint tried a new connection");
+}
+
+// --- signed-in callers: what reaches the wire ---
+
+/// (role, cache, topic) of one permission on the wire.
+type WirePermission = (i32, String, String);
+
+/// (role, cache, topic) of each permission in a recorded mint.
+fn permission_triples(p: &Permissions) -> Vec<WirePermission> {
+    use permissions_type::{topic_permissions, TopicPermissions};
+    let Some(permissions::Kind::Explicit(explicit)) = &p.kind else {
+        return Vec::new();
+    };
+    let mut out: Vec<WirePermission> = explicit
+        .permissions
+        .iter()
+        .filter_map(|pt| match &pt.kind {
+            Some(permissions_type::Kind::TopicPermissions(TopicPermissions {
+                role,
+                cache: Some(topic_permissions::Cache::CacheSelector(cs)),
+                topic,
+            })) => {
+                let cache = match &cs.kind {
+                    Some(permissions_type::cache_selector::Kind::CacheName(n)) => n.clone(),
+                    _ => "?".into(),
+                };
+                let topic = match topic {
+                    Some(topic_permissions::Topic::AllTopics(_)) => "*".to_string(),
+                    Some(topic_permissions::Topic::TopicSelector(t)) => match &t.kind {
+                        Some(permissions_type::topic_selector::Kind::TopicName(n)) => n.clone(),
+                        _ => "?".into(),
+                    },
+                    None => "?".into(),
+                };
+                Some((*role, cache, topic))
+            }
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn a_signed_in_callers_token_id_and_granted_scope_reach_the_wire() {
+    let standin = standin().await;
+    let vendor = vendor(&standin);
+    let policy = ScopePolicy::parse(
+        r#"{"default": [{"role": "subscribe", "cache": "pizza", "topic": "orders-{sub}"}],
+            "groups": {"staff": [{"role": "publish-subscribe", "cache": "pizza", "topic": "*"}],
+                       "drivers": [{"role": "publish", "cache": "pizza", "topic": "positions"}]}}"#,
+        true,
+    )
+    .unwrap();
+    let customer = Caller::user("sub-123", policy.grant(Some("sub-123"), &[]));
+    let staff = Caller::user(
+        "sub-456",
+        policy.grant(Some("sub-456"), &["staff".into(), "drivers".into()]),
+    );
+    vendor.vend(&customer).await.unwrap();
+    vendor.vend(&staff).await.unwrap();
+    let mints: Vec<(String, Vec<WirePermission>)> = standin
+        .recorded()
+        .into_iter()
+        .filter_map(|r| match r {
+            Recorded::Mint {
+                permissions: Some(p),
+                token_id,
+                ..
+            } => Some((token_id, permission_triples(&p))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        mints,
+        [
+            (
+                "sub-123".to_string(),
+                vec![(
+                    TopicRole::TopicReadOnly as i32,
+                    "pizza".to_string(),
+                    "orders-sub-123".to_string()
+                )]
+            ),
+            (
+                "sub-456".to_string(),
+                vec![
+                    (
+                        TopicRole::TopicReadWrite as i32,
+                        "pizza".to_string(),
+                        "*".to_string()
+                    ),
+                    (
+                        TopicRole::TopicWriteOnly as i32,
+                        "pizza".to_string(),
+                        "positions".to_string()
+                    ),
+                ]
+            ),
+        ]
+    );
+    // Each user's token is cached under its own key, and nothing is shared.
+    assert!(standin.item("pizza", &customer.cache_key).is_some());
+    assert!(standin.item("pizza", &staff.cache_key).is_some());
+    assert!(standin.item("pizza", SHARED_KEY).is_none());
 }
 
 fn secrets_client(url: &str) -> aws_sdk_secretsmanager::Client {
@@ -361,7 +554,7 @@ async fn the_secret_is_read_with_the_real_sdk_and_drives_real_clients() {
     assert_eq!(secrets.reads(), 1);
     let vendor = build_vendor(&config(&standin, &[]), &key).unwrap();
     assert_eq!(
-        vendor.vend(ip("203.0.113.10")).await.unwrap().outcome,
+        vendor.vend(&ip("203.0.113.10")).await.unwrap().outcome,
         Outcome::Miss
     );
 }

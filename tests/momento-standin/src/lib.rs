@@ -4,6 +4,7 @@
 //! - [`momento`]: Momento's gRPC (cache `Get`/`Set`, token `GenerateDisposableToken` only);
 //! - [`secrets`]: AWS Secrets Manager's JSON 1.1 API (`GetSecretValue` only);
 //! - [`runtime`]: the Lambda Runtime API a function process polls;
+//! - [`relay`]: a TCP relay with silent network faults (dead flows, black holes);
 //! - [`cgroup`]: CPU accounting and Lambda-like CPU limits for benchmarks.
 //!
 //! Not a Momento or AWS emulator: anything outside those calls is refused.
@@ -16,11 +17,13 @@ use tokio::sync::oneshot;
 pub mod cgroup;
 pub mod harness;
 pub mod momento;
+pub mod relay;
 pub mod runtime;
 pub mod secrets;
 
 pub use harness::{FunctionUnderTest, HttpAnswer, Standins};
 pub use momento::{v1_api_key, Fault, MomentoStandin, Op, Plane, Recorded};
+pub use relay::Relay;
 pub use runtime::{Answer, RuntimeApi};
 pub use secrets::SecretsStandin;
 

@@ -424,6 +424,11 @@ impl MomentoStandin {
         format!("http://{}", self.addr)
     }
 
+    /// Where it listens (for a [`crate::Relay`] in front of it).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Every request received so far, in order.
     pub fn recorded(&self) -> Vec<Recorded> {
         lock(&self.state.recorded).clone()
