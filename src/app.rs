@@ -499,6 +499,179 @@ mod tests {
         }
     }
 
+    // --- signed-in callers (CALLER_IDENTITY=cognito) ---
+
+    const POLICY: &str = r#"{
+        "default": [{"role": "subscribe", "cache": "pizza", "topic": "orders-{sub}"}],
+        "groups": {
+            "staff": [{"role": "publish-subscribe", "cache": "pizza", "topic": "*"}],
+            "drivers": [{"role": "publish", "cache": "pizza", "topic": "positions"}]
+        }
+    }"#;
+
+    fn cognito_app() -> App<DoublesInit> {
+        let identification = Identification {
+            mode: crate::caller::IdentityMode::Cognito,
+            policy: crate::scope::ScopePolicy::parse(POLICY, true).unwrap(),
+            cache: "pizza".into(),
+        };
+        App::new(DoublesInit::new(), "*", identification)
+    }
+
+    fn event_json(name: &str) -> serde_json::Value {
+        serde_json::from_str(&event_text(name)).unwrap()
+    }
+
+    fn request(json: &serde_json::Value) -> Request {
+        lambda_http::request::from_str(&json.to_string()).unwrap()
+    }
+
+    /// The (token id, scope) of every mint so far.
+    fn minted(app: &App<DoublesInit>) -> Vec<(Option<String>, String)> {
+        app.initializer
+            .minter
+            .callers()
+            .into_iter()
+            .map(|c| (c.token_id, c.scope.to_string()))
+            .collect()
+    }
+
+    const V1_SUB: &str = "7d8ca528-4931-4254-9273-ea5ee853f271";
+    const STAFF_AND_DRIVERS: &str = "publish pizza/positions, publish-subscribe pizza/*";
+
+    #[tokio::test]
+    async fn rest_claims_make_the_caller_with_comma_separated_groups() {
+        let app = cognito_app();
+        let r = app.handle(event("rest-get-tokens-cognito.json")).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            minted(&app),
+            [(Some(V1_SUB.to_string()), STAFF_AND_DRIVERS.to_string())]
+        );
+    }
+
+    #[tokio::test]
+    async fn http_api_jwt_claims_make_the_caller_with_bracketed_groups() {
+        let app = cognito_app();
+        let r = app.handle(event("http-get-tokens-cognito.json")).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            minted(&app),
+            [(
+                Some("2f1b9c1e-6a3d-4c1f-8e2b-9a7d5c3b1e0f".to_string()),
+                STAFF_AND_DRIVERS.to_string()
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn without_verified_claims_the_answer_is_401_with_cors_and_nothing_is_initialised() {
+        let app = cognito_app();
+        for name in ["rest-get-tokens-order.json", "http-get-tokens.json"] {
+            let r = app.handle(event(name)).await;
+            assert_eq!(r.status(), 401, "{name}");
+            assert_common_headers(&r);
+            assert_eq!(body(&r)["message"], "Sign in to get a token");
+        }
+        assert_eq!(app.initializer.attempts(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_unusable_sub_is_not_signed_in() {
+        let app = cognito_app();
+        for sub in ["", &"x".repeat(65), "a/b"] {
+            let mut e = event_json("rest-get-tokens-cognito.json");
+            e["requestContext"]["authorizer"]["claims"]["sub"] = serde_json::json!(sub);
+            assert_eq!(app.handle(request(&e)).await.status(), 401, "{sub:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn options_needs_no_sign_in_and_allows_the_authorization_header() {
+        let r = cognito_app()
+            .handle(event("rest-options-tokens.json"))
+            .await;
+        assert_eq!(r.status(), 204);
+        assert!(header(&r, "access-control-allow-headers").contains("Authorization"));
+    }
+
+    /// A signed-in user without groups whose browser claims `staff` (and
+    /// another `sub`) through `spoof`: the token is still theirs, of the default scope.
+    async fn spoofing_has_no_effect(spoof: impl Fn(&mut serde_json::Value)) {
+        let app = cognito_app();
+        let mut e = event_json("rest-get-tokens-cognito.json");
+        let claims = e["requestContext"]["authorizer"]["claims"]
+            .as_object_mut()
+            .unwrap();
+        claims.remove("cognito:groups");
+        spoof(&mut e);
+        assert_eq!(app.handle(request(&e)).await.status(), 200);
+        assert_eq!(
+            minted(&app),
+            [(
+                Some(V1_SUB.to_string()),
+                format!("subscribe pizza/orders-{V1_SUB}")
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_group_or_sub_in_a_header_is_ignored() {
+        spoofing_has_no_effect(|e| {
+            // (A header name can't hold ':', so `cognito:groups` can't be sent as one.)
+            for name in ["X-Cognito-Groups", "X-Groups", "X-Sub"] {
+                let value = if name == "X-Sub" {
+                    "someone-else"
+                } else {
+                    "staff"
+                };
+                e["headers"][name] = serde_json::json!(value);
+                e["multiValueHeaders"][name] = serde_json::json!([value]);
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_group_or_sub_in_the_query_string_is_ignored() {
+        spoofing_has_no_effect(|e| {
+            e["queryStringParameters"] =
+                serde_json::json!({"groups": "staff", "cognito:groups": "staff", "sub": "someone-else"});
+            e["multiValueQueryStringParameters"] = serde_json::json!({
+                "groups": ["staff"], "cognito:groups": ["staff"], "sub": ["someone-else"]
+            });
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_group_or_sub_in_the_body_is_ignored() {
+        spoofing_has_no_effect(|e| {
+            e["body"] = serde_json::json!(
+                r#"{"cognito:groups": "staff", "groups": ["staff"], "sub": "someone-else", "claims": {"sub": "someone-else"}}"#
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn claims_in_headers_without_an_authorizer_are_not_a_sign_in() {
+        let app = cognito_app();
+        let mut e = event_json("rest-get-tokens-order.json");
+        e["headers"]["sub"] = serde_json::json!("someone");
+        e["headers"]["X-Cognito-Groups"] = serde_json::json!("staff");
+        assert_eq!(app.handle(request(&e)).await.status(), 401);
+    }
+
+    #[tokio::test]
+    async fn source_ip_mode_ignores_claims() {
+        let app = app();
+        assert_eq!(status(&app, "rest-get-tokens-cognito.json").await, 200);
+        let callers = app.initializer.minter.callers();
+        assert_eq!(callers[0].token_id, None);
+        assert_eq!(callers[0].cache_key, "203.0.113.30-token");
+    }
+
     #[test]
     fn misconfiguration_answers_an_opaque_500() {
         let err = crate::config::ConfigError {

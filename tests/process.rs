@@ -814,6 +814,7 @@ async fn a_cold_container_that_cannot_reach_momento_answers_503_within_two_and_a
     let logs = f.finish();
     let latencies = latencies_ms(&logs);
     assert_eq!(outcomes(&logs), ["error"]);
+    eprintln!("cold, Momento unreachable: {latencies:?} ms");
     assert!(latencies[0] <= 2500.0, "{latencies:?}");
     let line = &request_lines(&logs)[0];
     assert_eq!(line["level"], "ERROR", "{line}");
@@ -823,4 +824,154 @@ async fn a_cold_container_that_cannot_reach_momento_answers_503_within_two_and_a
             .is_some_and(|c| c.contains("timed out")),
         "{line}"
     );
+}
+
+// --- signed-in callers (CALLER_IDENTITY=cognito) ---
+
+/// A scope policy: customers subscribe to their own order topic; staff and drivers more.
+const SCOPES: &str = r#"{
+    "default": [{"role": "subscribe", "cache": "pizza", "topic": "orders-{sub}"}],
+    "groups": {
+        "staff": [{"role": "publish-subscribe", "cache": "pizza", "topic": "*"}],
+        "drivers": [{"role": "publish", "cache": "pizza", "topic": "positions"}]
+    }
+}"#;
+
+#[tokio::test]
+async fn in_cognito_mode_every_listed_sample_event_gets_its_expected_status() {
+    // The status of the events that matter to signed-in callers, when the function
+    // runs in cognito mode; shared with `cargo lambda invoke` and `sam local invoke`.
+    let expectations: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/event-expectations-cognito.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(expectations.len() >= 5);
+    let f = start(&[("CALLER_IDENTITY", "cognito")]).await;
+    for (name, expected) in &expectations {
+        let answer = f.invoke_file(&event(name)).await;
+        let status = HttpAnswer::from_answer(&answer).map(|a| u64::from(a.status));
+        assert_eq!(status, expected.as_u64(), "{name}: {answer:?}");
+        if status == Some(401) {
+            let a = HttpAnswer::from_answer(&answer).unwrap();
+            assert_common_headers(&a);
+            assert!(a.json()["message"].is_string());
+        }
+    }
+}
+
+/// (token id, number of permissions) of every mint the stand-in received.
+fn mints(f: &FunctionUnderTest) -> Vec<(String, usize)> {
+    f.momento
+        .recorded()
+        .into_iter()
+        .filter_map(|r| match r {
+            Recorded::Mint {
+                token_id,
+                permissions,
+                ..
+            } => {
+                let n = match permissions.and_then(|p| p.kind) {
+                    Some(momento_protos::permission_messages::permissions::Kind::Explicit(e)) => {
+                        e.permissions.len()
+                    }
+                    _ => 0,
+                };
+                Some((token_id, n))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn signed_in_users_get_their_own_tokens_of_their_groups_scope_and_logs_hide_their_sub() {
+    let f = start(&[("CALLER_IDENTITY", "cognito"), ("TOKEN_SCOPES", SCOPES)]).await;
+    let staff = call(&f, "rest-get-tokens-cognito.json").await;
+    let staff_again = call(&f, "rest-get-tokens-cognito.json").await;
+    let other = call(&f, "http-get-tokens-cognito.json").await;
+    let spoofer = call(&f, "rest-get-tokens-cognito-spoofed-groups.json").await;
+    let anonymous = call(&f, "rest-get-tokens-order.json").await;
+    assert_eq!(
+        [
+            staff.status,
+            staff_again.status,
+            other.status,
+            spoofer.status,
+            anonymous.status
+        ],
+        [200, 200, 200, 200, 401]
+    );
+    assert_eq!(staff.body, staff_again.body, "same user twice: one token");
+    assert_ne!(staff.json()["token"], other.json()["token"]);
+    // The same user without the groups claim, claiming staff in a header, the
+    // query and the body: the default scope, so another key and a new token.
+    assert_ne!(spoofer.json()["token"], staff.json()["token"]);
+    let sub = "7d8ca528-4931-4254-9273-ea5ee853f271";
+    assert_eq!(
+        mints(&f),
+        [
+            (sub.to_string(), 2),
+            ("2f1b9c1e-6a3d-4c1f-8e2b-9a7d5c3b1e0f".to_string(), 2),
+            (sub.to_string(), 1),
+        ]
+    );
+    assert!(
+        f.momento
+            .item("pizza", token_vending_machine::vending::SHARED_KEY)
+            .is_none(),
+        "nothing shared"
+    );
+
+    let tokens: Vec<String> = [&staff, &other, &spoofer]
+        .iter()
+        .map(|a| a.json()["token"].as_str().unwrap().to_string())
+        .collect();
+    let api_key = f.api_key.clone();
+    let logs = f.finish();
+    assert_no_secrets_in(&logs, &api_key, &tokens);
+    assert!(!logs.contains(sub), "a sub in clear reached the logs");
+    let lines = request_lines(&logs);
+    for line in &lines {
+        assert_eq!(line["fields"]["mode"], "cognito", "{line}");
+    }
+    assert!(lines[0]["fields"]["caller"]
+        .as_str()
+        .is_some_and(|c| c.starts_with("user:")));
+}
+
+#[tokio::test]
+async fn a_throttled_signed_in_user_gets_503_and_never_another_users_token() {
+    let f = start(&[("CALLER_IDENTITY", "cognito")]).await;
+    assert_eq!(call(&f, "rest-get-tokens-cognito.json").await.status, 200);
+    f.momento.limit(Plane::Control, 0, 0);
+    let throttled = call(&f, "http-get-tokens-cognito.json").await;
+    assert_eq!(throttled.status, 503, "{throttled:?}");
+    assert_eq!(throttled.header("retry-after"), Some("1"));
+    assert_common_headers(&throttled);
+    // The first user still has their own token.
+    assert_eq!(call(&f, "rest-get-tokens-cognito.json").await.status, 200);
+    let logs = f.finish();
+    assert_eq!(outcomes(&logs), ["miss", "error", "hit"]);
+}
+
+#[tokio::test]
+async fn an_invalid_scope_policy_is_named_at_start_and_answered_with_500s() {
+    let f = start(&[(
+        "TOKEN_SCOPES",
+        r#"{"default": [{"role": "subscribe", "cache": "pizza", "topic": "orders-{sub}"}]}"#,
+    )])
+    .await;
+    let answer = call(&f, "rest-get-tokens-order.json").await;
+    assert_eq!(answer.status, 500);
+    let logs = f.finish();
+    let named = json_lines(&logs).into_iter().any(|l| {
+        l["fields"]["variable"] == "TOKEN_SCOPES"
+            && l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("CALLER_IDENTITY=cognito"))
+    });
+    assert!(named, "{logs}");
 }
