@@ -235,3 +235,112 @@ fn the_two_apis_are_told_apart() {
     assert_ne!(order["info"]["title"], admin["info"]["title"]);
     assert_ne!(order["info"]["description"], admin["info"]["description"]);
 }
+
+/// `Fn::If: [condition, yes, no]` (long form) or `!If` (short form).
+fn fn_if(v: &Value) -> Option<(&str, &Value, &Value)> {
+    let args = match v {
+        Value::Tagged(t) if t.tag == "If" => &t.value,
+        Value::Mapping(m) if m.len() == 1 => m.get("Fn::If")?,
+        _ => return None,
+    };
+    let args = args.as_sequence()?;
+    Some((args.first()?.as_str()?, args.get(1)?, args.get(2)?))
+}
+
+#[test]
+fn a_user_pool_parameter_switches_the_function_to_cognito_mode() {
+    let template = load("template.yaml");
+    let params = &template["Parameters"];
+    for name in ["UserPoolArn", "TokenScopes"] {
+        assert_eq!(
+            params[name]["Default"].as_str(),
+            Some(""),
+            "{name}: empty = today's behaviour"
+        );
+        assert!(params[name]["Description"]
+            .as_str()
+            .is_some_and(|d| d.len() > 40));
+    }
+    let env = &function(&template)["Environment"]["Variables"];
+    let (condition, yes, no) = fn_if(&env["CALLER_IDENTITY"]).expect("CALLER_IDENTITY is an If");
+    assert_eq!(
+        (condition, yes.as_str(), no.as_str()),
+        ("HasUserPool", Some("cognito"), Some("source-ip"))
+    );
+    assert!(is_ref(&env["TOKEN_SCOPES"], "TokenScopes"));
+    assert!(!template["Conditions"]["HasUserPool"].is_null());
+}
+
+#[test]
+fn with_a_user_pool_get_tokens_needs_the_cognito_authorizer_and_options_never_does() {
+    for spec_name in ["order-openapi.yaml", "admin-openapi.yaml"] {
+        let spec = load(spec_name);
+        let get = &spec["paths"]["/tokens"]["get"];
+        let (condition, with_pool, open) = fn_if(&get["security"]).expect("security is an If");
+        assert_eq!(condition, "HasUserPool", "{spec_name}");
+        assert_eq!(
+            open.as_sequence().map(Vec::len),
+            Some(0),
+            "{spec_name}: open without a pool"
+        );
+        let required = with_pool.as_sequence().expect("a list");
+        assert_eq!(required.len(), 1);
+        assert!(required[0]["CognitoUserPool"].is_sequence(), "{spec_name}");
+        assert!(
+            spec["paths"]["/tokens"]["options"]
+                .get("security")
+                .is_none(),
+            "{spec_name}: the preflight is never authenticated"
+        );
+        assert!(
+            get["responses"]["401"].is_mapping(),
+            "{spec_name}: 401 documented"
+        );
+
+        let (condition, schemes, none) =
+            fn_if(&spec["components"]["securitySchemes"]).expect("securitySchemes is an If");
+        assert_eq!(condition, "HasUserPool");
+        assert_eq!(none.as_mapping().map(|m| m.len()), Some(0));
+        let scheme = &schemes["CognitoUserPool"];
+        assert_eq!(scheme["in"].as_str(), Some("header"));
+        assert_eq!(scheme["name"].as_str(), Some("Authorization"));
+        let authorizer = &scheme["x-amazon-apigateway-authorizer"];
+        assert_eq!(authorizer["type"].as_str(), Some("cognito_user_pools"));
+        let arns = authorizer["providerARNs"].as_sequence().unwrap();
+        assert!(
+            arns.len() == 1 && is_ref(&arns[0], "UserPoolArn"),
+            "{spec_name}"
+        );
+    }
+}
+
+#[test]
+fn both_api_stages_are_throttled_by_parameters() {
+    let template = load("template.yaml");
+    for api in ["OrderApi", "AdminApi"] {
+        let settings = resource(&template, api)["Properties"]["MethodSettings"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{api}: no MethodSettings"));
+        let all = settings
+            .iter()
+            .find(|s| {
+                s["ResourcePath"].as_str() == Some("/*") && s["HttpMethod"].as_str() == Some("*")
+            })
+            .unwrap_or_else(|| panic!("{api}: no stage-wide setting"));
+        assert!(
+            is_ref(&all["ThrottlingRateLimit"], "ApiThrottlingRateLimit"),
+            "{api}"
+        );
+        assert!(
+            is_ref(&all["ThrottlingBurstLimit"], "ApiThrottlingBurstLimit"),
+            "{api}"
+        );
+    }
+    let params = &template["Parameters"];
+    assert!(params["ApiThrottlingRateLimit"]["Default"]
+        .as_u64()
+        .is_some_and(|d| d > 0));
+    assert!(params["ApiThrottlingBurstLimit"]["Default"]
+        .as_u64()
+        .is_some_and(|d| d > 0));
+}
