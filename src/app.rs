@@ -18,7 +18,7 @@ use crate::caller::{Caller, Identification};
 use crate::error::{InitError, MintError};
 use crate::http::{self, Rejection, Route};
 use crate::outcome::Outcome;
-use crate::vending::{CallTimings, TokenCache, TokenMinter, Vendor};
+use crate::vending::{now_epoch, CallTimings, TokenCache, TokenMinter, Vendor};
 
 /// Builds the vendor: reads the key and constructs the clients.
 pub trait Initializer: Send + Sync {
@@ -160,7 +160,7 @@ impl<I: Initializer> App<I> {
 
         match vendor.vend(caller).await {
             Ok(vended) => Served {
-                response: http::token_response(vended.body, cors),
+                response: http::token_response(&vended.body, now_epoch(), cors),
                 outcome: vended.outcome,
                 cause: vended.cause,
                 timings: vended.timings,
@@ -238,7 +238,6 @@ pub fn misconfigured_response(req: &Request, error: &crate::config::ConfigError)
 mod tests {
     use super::*;
     use crate::doubles::{Behaviour, DoublesInit};
-    use crate::vending::now_epoch;
     use lambda_http::RequestExt;
 
     fn app() -> App<DoublesInit> {
@@ -297,7 +296,13 @@ mod tests {
         assert_common_headers(&r);
         let b = body(&r);
         assert_eq!(b["token"], "minted-1");
-        assert!(b["exp"].as_u64().unwrap() > now_epoch());
+        let exp = b["exp"].as_u64().unwrap();
+        assert!(exp > now_epoch());
+        // The lifetime left, for clients whose clock is wrong; nothing else.
+        let expires_in = b["expires_in"].as_u64().unwrap();
+        assert!((3599..=3600).contains(&expires_in), "{expires_in}");
+        assert!(exp.abs_diff(now_epoch() + expires_in) <= 1);
+        assert_eq!(b.as_object().unwrap().len(), 3);
     }
 
     #[tokio::test]
@@ -339,7 +344,8 @@ mod tests {
         let first = app.handle(event("rest-get-tokens-order.json")).await;
         let second = app.handle(event("rest-get-tokens-order.json")).await;
         let other = app.handle(event("rest-get-tokens-admin.json")).await;
-        assert_eq!(body(&first), body(&second));
+        assert_eq!(body(&first)["token"], body(&second)["token"]);
+        assert_eq!(body(&first)["exp"], body(&second)["exp"]);
         assert_ne!(body(&first)["token"], body(&other)["token"]);
         assert_eq!(app.initializer.minter.calls(), 2);
     }

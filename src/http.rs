@@ -10,6 +10,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 
 use crate::caller::CallerError;
 use crate::error::MintError;
+use crate::vending::TokenAnswer;
 
 /// The only resource this function serves.
 pub const TOKENS_PATH: &str = "/tokens";
@@ -139,9 +140,15 @@ fn finish(builder: lambda_http::http::response::Builder, body: Body) -> Response
     })
 }
 
-/// 200 with a vended token body (already JSON).
-pub fn token_response(body: String, cors_allow_origin: &HeaderValue) -> Response<Body> {
-    finish(base(StatusCode::OK, cors_allow_origin), Body::Text(body))
+/// 200 with the token in `body` (a stored vended token) as a [`TokenAnswer`]
+/// at `now`: `{"token", "exp", "expires_in"}`.
+pub fn token_response(body: &str, now: u64, cors_allow_origin: &HeaderValue) -> Response<Body> {
+    let answer = TokenAnswer::for_body(body, now).and_then(|a| serde_json::to_string(&a).ok());
+    match answer {
+        Some(json) => finish(base(StatusCode::OK, cors_allow_origin), Body::Text(json)),
+        // Vending only hands out bodies it parsed or wrote; never seen, but no panic.
+        None => opaque_500(cors_allow_origin),
+    }
 }
 
 /// An error: `{"message": "..."}`.

@@ -45,6 +45,39 @@ impl fmt::Debug for VendedToken {
     }
 }
 
+/// What a browser receives: the vended token plus its remaining lifetime in
+/// seconds at the moment of the answer, so a client can time its refresh from
+/// the answer's arrival without trusting its own clock against `exp`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenAnswer {
+    pub token: String,
+    pub exp: u64,
+    pub expires_in: u64,
+}
+
+impl TokenAnswer {
+    /// The answer for a stored token body, at `now` (epoch seconds); `None`
+    /// if the body is not a vended token (vending never hands one out).
+    pub fn for_body(body: &str, now: u64) -> Option<Self> {
+        let VendedToken { token, exp } = serde_json::from_str(body).ok()?;
+        Some(TokenAnswer {
+            token,
+            exp,
+            expires_in: exp.saturating_sub(now),
+        })
+    }
+}
+
+impl fmt::Debug for TokenAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenAnswer")
+            .field("token", &"<redacted>")
+            .field("exp", &self.exp)
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
 /// Where vended tokens are kept between requests (Momento cache in production).
 pub trait TokenCache: Send + Sync {
     /// The stored value for `key`, or `None` on a miss.

@@ -8,7 +8,7 @@ use lambda_http::{Body, Request};
 use serde_yaml_ng::Value;
 use token_vending_machine::http::{route, Route, ROUTES};
 use token_vending_machine::secrets::SECRET_READ_TIMEOUT;
-use token_vending_machine::vending::{Bounds, VendedToken};
+use token_vending_machine::vending::{Bounds, TokenAnswer};
 
 const HTTP_METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -127,9 +127,10 @@ fn unknown_routes_are_not_served() {
 
 #[test]
 fn the_200_schema_matches_the_response_type() {
-    let sample = serde_json::to_value(VendedToken {
+    let sample = serde_json::to_value(TokenAnswer {
         token: "t".into(),
         exp: 1,
+        expires_in: 1,
     })
     .unwrap();
     let fields = sample.as_object().unwrap();

@@ -12,7 +12,8 @@
 #      the test environment (endpoint overrides, fake AWS credentials); the
 #      template gains no test settings. SECRET_ID comes from an --env-vars file;
 #   4. `sam local invoke` of every file in events/ (statuses from
-#      tests/event-expectations.json; null = an invocation error), then
+#      tests/event-expectations.json; null = an invocation error), and of the
+#      files tests/event-expectations-cognito.json lists with CALLER_IDENTITY=cognito, then
 #      `sam local start-api` on a loopback port: GET /tokens twice (200, same
 #      token) and a POST.
 # Everything it starts is stopped by PID and removed in a trap, even on failure.
@@ -142,7 +143,7 @@ EOF
 # Fake credentials for the SDK's signer; the stand-in checks none, and nothing reaches AWS.
 export AWS_ACCESS_KEY_ID=AKIDSAMLOCAL AWS_SECRET_ACCESS_KEY=sam-local-not-a-secret AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
 unset AWS_PROFILE AWS_SESSION_TOKEN
-SAM_LOCAL=(--skip-pull-image --invoke-image "$INVOKE_IMAGE" --env-vars "$work/env.json" "${PARAMS[@]}")
+SAM_LOCAL=(--skip-pull-image --invoke-image "$INVOKE_IMAGE" "${PARAMS[@]}")
 
 # --- build -----------------------------------------------------------------------
 if [ ! -x .aws-sam/build/TokenVendingMachineFunction/bootstrap ] || [ -n "${SAM_LOCAL_REBUILD:-}" ]; then
@@ -150,13 +151,16 @@ if [ ! -x .aws-sam/build/TokenVendingMachineFunction/bootstrap ] || [ -n "${SAM_
   sam build "${PARAMS[@]}" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 fi
 
-# --- 4a. sam local invoke of every sample event -----------------------------------
+# --- 4a. sam local invoke of every sample event, in both identity modes ----------
+# invoke_listed <expectations file> <env-vars file> <mode>: every event the file
+# lists, through `sam local invoke`, its status checked (null = an invocation error).
 failures=0
-for event in events/*.json; do
-  name=$(basename "$event")
-  expected=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' tests/event-expectations.json "$name")
-  out=$(sam local invoke TokenVendingMachineFunction -e "$event" "${SAM_LOCAL[@]}" 2>"$work/invoke.err" | tail -n 1) || true
-  got=$(python3 -c '
+invoke_listed() {
+  local expectations=$1 env_file=$2 mode=$3 name expected out got
+  for name in $(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))))' "$expectations"); do
+    expected=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$expectations" "$name")
+    out=$(sam local invoke TokenVendingMachineFunction -e "events/$name" "${SAM_LOCAL[@]}" --env-vars "$env_file" 2>"$work/invoke.err" | tail -n 1) || true
+    got=$(python3 -c '
 import json, sys
 try:
     v = json.loads(sys.argv[1])
@@ -164,20 +168,34 @@ except ValueError:
     print("unreadable"); sys.exit()
 print(v["statusCode"] if isinstance(v, dict) and "statusCode" in v else ("None" if isinstance(v, dict) and "errorType" in v else "unreadable"))
 ' "$out")
-  if [ "$got" = "$expected" ]; then
-    step "sam local invoke -e $event: ${got/None/invocation error}"
-  else
-    step "sam local invoke -e $event: expected $expected, got $got: $out"; sed -n '1,40p' "$work/invoke.err"
-    failures=$((failures + 1))
-  fi
-  [ -n "${first_output:-}" ] || first_output="$out"
-done
+    if [ "$got" = "$expected" ]; then
+      step "sam local invoke ($mode) -e events/$name: ${got/None/invocation error}"
+    else
+      step "sam local invoke ($mode) -e events/$name: expected $expected, got $got: $out"; sed -n '1,40p' "$work/invoke.err"
+      failures=$((failures + 1))
+    fi
+    [ -n "${first_output:-}" ] || first_output="$out"
+  done
+}
+# Every file in events/ must be listed for the default mode.
+python3 - tests/event-expectations.json <<'EOF' || exit 1
+import json, os, sys
+listed = sorted(json.load(open(sys.argv[1])))
+files = sorted(f for f in os.listdir("events") if f.endswith(".json"))
+assert listed == files, f"events/ and {sys.argv[1]} disagree: {set(listed) ^ set(files)}"
+EOF
+invoke_listed tests/event-expectations.json "$work/env.json" source-ip
+# CALLER_IDENTITY is declared by the template (set from UserPoolArn), so --env-vars may set it.
+cat >"$work/env-cognito.json" <<EOF
+{ "TokenVendingMachineFunction": { "SECRET_ID": "$(val SECRET_ID)", "CALLER_IDENTITY": "cognito" } }
+EOF
+invoke_listed tests/event-expectations-cognito.json "$work/env-cognito.json" cognito
 echo "one sam local invoke output: $first_output"
 [ $failures -eq 0 ] || { echo "$failures event(s) got the wrong answer" >&2; exit 1; }
 
 # --- 4b. sam local start-api + curl ------------------------------------------------
 api_port=$(port 127.0.0.1)
-sam local start-api --host 127.0.0.1 --port "$api_port" "${SAM_LOCAL[@]}" >"$work/api.log" 2>&1 &
+sam local start-api --host 127.0.0.1 --port "$api_port" "${SAM_LOCAL[@]}" --env-vars "$work/env.json" >"$work/api.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 600); do curl -s -o /dev/null "http://127.0.0.1:$api_port/" && break; sleep 0.1; done
 curl_json() { curl -s -w '\n%{http_code}' "$@"; }

@@ -286,4 +286,11 @@ impl HttpAnswer {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
     }
+
+    /// The vended `(token, exp)` of a token answer: what two answers share when
+    /// they carry the same token (`expires_in` counts down between them).
+    pub fn token(&self) -> Option<(String, u64)> {
+        let v = self.json();
+        Some((v["token"].as_str()?.to_string(), v["exp"].as_u64()?))
+    }
 }
