@@ -53,7 +53,8 @@ export function createTokenSource(url, options = {}) {
       try {
         cb(value);
       } catch (e) {
-        queueMicrotask(() => { throw e; }); // reported as uncaught, after the loop
+        // Reported as the page's own uncaught errors are, without unwinding this loop.
+        (globalThis.reportError ?? console.error)(e);
       }
     }
   };

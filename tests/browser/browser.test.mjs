@@ -72,20 +72,22 @@ async function setFault(controlPort, op, fault) {
   assert.equal(res.status, 204, `stand-in control ${op}=${fault}`);
 }
 
-async function checkEvents(devPort) {
-  const expected = JSON.parse(await readFile(path.join(root, 'tests/event-expectations.json'), 'utf8'));
+async function checkEvents(devPort, expectations = 'tests/event-expectations.json') {
+  const expected = JSON.parse(await readFile(path.join(root, expectations), 'utf8'));
   const files = (await readdir(path.join(root, 'events'))).filter((f) => f.endsWith('.json')).sort();
-  assert.deepEqual(files, Object.keys(expected).sort(), 'events/ and tests/event-expectations.json disagree');
-  for (const file of files) {
+  if (expectations === 'tests/event-expectations.json') {
+    assert.deepEqual(files, Object.keys(expected).sort(), `events/ and ${expectations} disagree`);
+  }
+  for (const file of Object.keys(expected).sort()) {
     const r = await run('cargo', ['lambda', 'invoke', FUNCTION, '-A', '127.0.0.1', '-P', String(devPort), '--output-format', 'json', '--data-file', `events/${file}`]);
     if (expected[file] === null) {
       assert.notEqual(r.code, 0, `${file}: expected an invocation error`);
-      console.log(`  cargo lambda invoke ${file}: invocation error, as expected`);
+      console.log(`  cargo lambda invoke ${file} (${expectations}): invocation error, as expected`);
     } else {
       assert.equal(r.code, 0, `${file}: ${r.stderr}`);
       const status = JSON.parse(r.stdout).statusCode;
       assert.equal(status, expected[file], `${file}: ${r.stdout}`);
-      console.log(`  cargo lambda invoke ${file}: ${status}`);
+      console.log(`  cargo lambda invoke ${file} (${expectations}): ${status}`);
     }
   }
 }
@@ -252,6 +254,38 @@ async function checkTokenClient(browser, pageBase) {
   }
 }
 
+// CALLER_IDENTITY=cognito: the cognito events through `cargo lambda invoke`, then the token
+// client in the browser against it. `make dev`'s function URL has no authorizer, so every GET
+// is a 401 here: the client must send the ID token it is given, report the 401 to its error
+// listeners and back off, and the browser must be able to read the 401 cross-origin.
+async function checkSignedIn(browser, pageBase) {
+  const ports = { dev: await freePort(), standin: await freePort(), control: await freePort() };
+  const dev = await startDev(ports, { CALLER_IDENTITY: 'cognito' });
+  try {
+    await checkEvents(ports.dev, 'tests/event-expectations-cognito.json');
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(`${pageBase}/client.html`);
+    assert.equal(await page.evaluate(() => window.clientReady), true, 'client page loaded');
+    await page.evaluate((u) => window.startSource('signed-in', u, { authorization: () => 'id-token-from-cognito', retryMinMs: 200 }), `${dev.base}/tokens`);
+    await page.waitForFunction(() => window.errors.length >= 3, null, { timeout: 30_000 });
+    const { fetches, errors } = await page.evaluate(() => ({
+      fetches: window.fetches.filter((f) => f.source === 'signed-in'),
+      errors: window.errors,
+    }));
+    await page.evaluate(() => window.sources['signed-in'].stop());
+    assert.equal(fetches[0].authorization, 'id-token-from-cognito', 'the ID token is sent');
+    assert.deepEqual(errors[0], { source: 'signed-in', status: 401, message: 'Sign in to get a token' });
+    const gaps = fetches.slice(1, 3).map((f, i) => f.startedAt - fetches[i].answeredAt);
+    assert.ok(gaps.every((g) => g >= 100), `retried with back-off, not in a loop: ${gaps}`);
+    console.log(`  signed-in client: Authorization sent, 401 reported ${errors.length}× with back-off (${gaps.join(', ')} ms)`);
+  } catch (e) {
+    console.error(dev.logs());
+    throw e;
+  } finally {
+    stopDev(dev);
+  }
+}
+
 // The same module in Node (20+ has fetch): a token from the dev server, then stop().
 async function checkNodeClient(base) {
   const { createTokenSource } = await import(pathToFileURL(path.join(root, 'web/tvm-client.js')).href);
@@ -300,12 +334,16 @@ async function main() {
     const control = await fetchJson('stand-in control port (no CORS)', `http://127.0.0.1:${ports.control}/faults/none`);
     assert.equal(control.readable, false, 'the browser must refuse responses without CORS headers');
 
-    // Errors are readable cross-origin (before any token is cached for this caller).
-    await setFault(ports.control, 'mint', 'internal');
-    const failed = await fetchJson('mint fails', tokens);
+    // Errors are readable cross-origin (before any token is cached for this caller). A failed
+    // mint would share the sample events' fresh tokens: a refused key is what still fails.
+    await setFault(ports.control, 'mint', 'unauthenticated');
+    const failed = await fetchJson('key refused', tokens);
     assert.equal(failed.readable, true, `500 must be readable: ${failed.error}`);
     assert.equal(failed.status, 500);
     assert.deepEqual(failed.body, { message: 'Something went wrong' });
+    await setFault(ports.control, 'mint', 'internal');
+    const shared = await fetchJson('mint fails: a fresh token is shared', tokens);
+    assert.equal(shared.status, 200, 'a failed mint shares a fresh token');
 
     // The sample events above left fresh tokens in this container: throttled minting shares one.
     // (The 503 a container with nothing to share answers is read in checkTokenClient.)
@@ -335,6 +373,7 @@ async function main() {
     await page.screenshot({ path: path.join(outDir, 'browser.png'), fullPage: true });
 
     await checkTokenClient(browser, `http://localhost:${pageServer.address().port}`);
+    await checkSignedIn(browser, `http://localhost:${pageServer.address().port}`);
     await checkNodeClient(dev.base);
     console.log(`browser test passed; screenshots: test-output/browser.png, test-output/client.png`);
   } catch (e) {

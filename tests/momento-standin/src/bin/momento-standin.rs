@@ -6,7 +6,7 @@
 //! Docker bridge's gateway address lets a function in a container reach them.
 //! Prints the v1 API key the function should use, then serves until
 //! interrupted. With `--control-port`, `PUT /faults/{get|set|mint}` with a
-//! body of `internal`, `unavailable`, `resource_exhausted`, `hang` or `none`
+//! body of `internal`, `unavailable`, `resource_exhausted`, `unauthenticated`, `hang` or `none`
 //! makes that operation misbehave (for error-path demos and tests). With
 //! `--secret NAME`, a loopback Secrets Manager also serves the key as secret
 //! NAME (`{"momento": "<key>"}`), for trying the `SECRET_ID` path.
@@ -44,6 +44,7 @@ async fn set_fault(
         "internal" => Fault::Status(tonic::Code::Internal),
         "unavailable" => Fault::Status(tonic::Code::Unavailable),
         "resource_exhausted" => Fault::Status(tonic::Code::ResourceExhausted),
+        "unauthenticated" => Fault::Status(tonic::Code::Unauthenticated),
         "hang" => Fault::Hang,
         _ => return StatusCode::BAD_REQUEST,
     };
