@@ -169,8 +169,9 @@ impl ScopePolicy {
     }
 
     /// Parses and validates `TOKEN_SCOPES`. `signed_in` says whether callers
-    /// carry a `sub` and groups (Cognito mode); without them, `{sub}` and
-    /// groups cannot apply and are refused rather than silently ignored.
+    /// carry a `sub` and groups (Cognito mode). Without them only `default`
+    /// applies (groups are validated but never granted), and a `{sub}` in
+    /// `default` is refused: there would be nothing to put in its place.
     /// Errors describe the problem in words a deployer can act on.
     pub fn parse(json: &str, signed_in: bool) -> Result<Self, String> {
         let raw: RawPolicy = serde_json::from_str(json).map_err(|e| {
@@ -178,7 +179,10 @@ impl ScopePolicy {
                 "not a valid scope policy ({e}); expected {{\"default\": [{{\"role\": \"subscribe\", \"cache\": \"pizza\", \"topic\": \"*\"}}], \"groups\": {{...}}}}"
             )
         })?;
-        let check = |name: &str, rules: &[PermissionRule]| -> Result<(), String> {
+        let check = |name: &str,
+                     rules: &[PermissionRule],
+                     applies_anonymously: bool|
+         -> Result<(), String> {
             if rules.is_empty() {
                 return Err(format!("{name} grants no permission"));
             }
@@ -203,7 +207,7 @@ impl ScopePolicy {
                         "{name}: \"*\" means all topics and cannot be part of a name (no prefixes)"
                     ));
                 }
-                if rule.uses_sub() && !signed_in {
+                if rule.uses_sub() && applies_anonymously && !signed_in {
                     return Err(format!(
                         "{name}: {SUB_PLACEHOLDER} needs signed-in callers (CALLER_IDENTITY=cognito)"
                     ));
@@ -211,15 +215,12 @@ impl ScopePolicy {
             }
             Ok(())
         };
-        check("default", &raw.default)?;
-        if !raw.groups.is_empty() && !signed_in {
-            return Err("groups need signed-in callers (CALLER_IDENTITY=cognito)".into());
-        }
+        check("default", &raw.default, true)?;
         for (group, rules) in &raw.groups {
             if group.is_empty() {
                 return Err("a group name is empty".into());
             }
-            check(&format!("group {group:?}"), rules)?;
+            check(&format!("group {group:?}"), rules, false)?;
         }
         let distinct = |rules: &mut dyn Iterator<Item = &PermissionRule>| {
             let mut all: Vec<&PermissionRule> = rules.collect();
@@ -389,16 +390,21 @@ mod tests {
                 false,
                 "CALLER_IDENTITY=cognito",
             ),
-            (
-                r#"{"default": [{"role": "subscribe", "cache": "pizza", "topic": "*"}], "groups": {"staff": [{"role": "publish", "cache": "pizza", "topic": "*"}]}}"#,
-                false,
-                "CALLER_IDENTITY=cognito",
-            ),
         ];
         for (json, signed_in, expected) in cases {
             let err = ScopePolicy::parse(json, *signed_in).unwrap_err();
             assert!(err.contains(expected), "{json}: {err}");
         }
+    }
+
+    #[test]
+    fn without_signed_in_callers_only_default_applies() {
+        let policy =
+            ScopePolicy::parse(EXAMPLE.replace("orders-{sub}", "orders").as_str(), false).unwrap();
+        assert_eq!(
+            policy.grant(None, &[]).permissions(),
+            [perm(Role::Subscribe, "orders")]
+        );
     }
 
     #[test]
