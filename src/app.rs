@@ -176,8 +176,12 @@ impl<I: Initializer> App<I> {
                 } else {
                     e.to_string()
                 };
-                let mut served = Served::new(http::mint_failure_response(&e, cors), Outcome::Error)
-                    .because(cause);
+                let outcome = match e {
+                    MintError::CacheNotFound(_) => Outcome::Misconfigured,
+                    _ => Outcome::Error,
+                };
+                let mut served =
+                    Served::new(http::mint_failure_response(&e, cors), outcome).because(cause);
                 served.timings = failed.timings;
                 served
             }
@@ -229,7 +233,8 @@ fn log_request(req: &Request, served: &Served, mode: &str, started: Instant) {
 /// and answers every request with the generic 500, logging the bad variable.
 pub fn misconfigured_response(req: &Request, error: &crate::config::ConfigError) -> Response<Body> {
     let started = Instant::now();
-    let served = Served::opaque_500(&cors_header("*"), error.to_string());
+    let mut served = Served::opaque_500(&cors_header("*"), error.to_string());
+    served.outcome = Outcome::Misconfigured;
     log_request(req, &served, "unconfigured", started);
     served.response
 }

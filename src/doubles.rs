@@ -26,8 +26,10 @@ pub enum Behaviour {
     Throttle,
     /// Succeeds without storing anything (cache set only): every get misses.
     Discard,
-    /// Refuses the API key (minter only).
+    /// Refuses the API key.
     Reject,
+    /// Answers "cache not found" (cache only; the cache is named `pizza`).
+    Missing,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -86,6 +88,7 @@ async fn act(behaviour: Behaviour) -> Result<(), CacheError> {
         Behaviour::Work | Behaviour::Discard => Ok(()),
         Behaviour::Fail | Behaviour::Throttle => Err(CacheError::Failed("injected failure".into())),
         Behaviour::Reject => Err(CacheError::KeyRejected),
+        Behaviour::Missing => Err(CacheError::CacheNotFound("pizza".into())),
         Behaviour::Hang => std::future::pending().await,
     }
 }
@@ -166,7 +169,9 @@ impl TokenMinter for CountingMinter {
                     exp: now_epoch() + valid_for.as_secs(),
                 })
             }
-            Behaviour::Fail => Err(MintError::Failed("injected failure".into())),
+            Behaviour::Fail | Behaviour::Missing => {
+                Err(MintError::Failed("injected failure".into()))
+            }
             Behaviour::Throttle => Err(MintError::RateLimited),
             Behaviour::Reject => Err(MintError::KeyRejected),
             Behaviour::Hang => std::future::pending().await,

@@ -26,6 +26,8 @@ pub enum CacheError {
     Timeout,
     /// The cache refused our API key (revoked or rotated).
     KeyRejected,
+    /// The cache (named here) does not exist in the key's account and region.
+    CacheNotFound(String),
     /// The cache answered with an error (the text is for logs only).
     Failed(String),
 }
@@ -35,6 +37,7 @@ impl fmt::Display for CacheError {
         match self {
             CacheError::Timeout => f.write_str("cache call timed out"),
             CacheError::KeyRejected => f.write_str("the cache refused the API key"),
+            CacheError::CacheNotFound(cache) => write!(f, "cache {cache} not found"),
             CacheError::Failed(cause) => write!(f, "cache call failed: {cause}"),
         }
     }
@@ -42,7 +45,8 @@ impl fmt::Display for CacheError {
 
 impl std::error::Error for CacheError {}
 
-/// A vend that produced no token: the mint failed, or the key was refused.
+/// A vend that produced no token: the mint failed, the key was refused, or
+/// the cache does not exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MintError {
     /// The token service throttled us and no fresh token could be shared;
@@ -53,6 +57,9 @@ pub enum MintError {
     /// Momento refused our API key (revoked or rotated): the clients must be
     /// rebuilt from a fresh read of the key.
     KeyRejected,
+    /// The configured cache does not exist where the key points: nothing is
+    /// minted (the token could subscribe to nothing) until an operator creates it.
+    CacheNotFound(String),
     /// Any other failure (the text is for logs only).
     Failed(String),
 }
@@ -63,6 +70,10 @@ impl fmt::Display for MintError {
             MintError::RateLimited => f.write_str("token service rate limit exceeded"),
             MintError::Timeout => f.write_str("token service timed out"),
             MintError::KeyRejected => f.write_str("Momento refused the API key"),
+            MintError::CacheNotFound(cache) => write!(
+                f,
+                "cache {cache} does not exist in this Momento account and region: create it (README, Deploy step 1) or set CACHE_NAME"
+            ),
             MintError::Failed(cause) => write!(f, "token mint failed: {cause}"),
         }
     }

@@ -39,21 +39,27 @@ pub enum Route {
     Reject(Rejection),
 }
 
-/// Routes on the request's path without its stage.
+/// Routes on what API Gateway matched, else on the path without its stage.
 ///
-/// API Gateway puts the stage in front of the path in different places: a REST
-/// API (v1) keeps it out of `path` (only `uri()` has it), while an HTTP API (v2)
-/// on a named stage sends `rawPath: "/<stage>/tokens"`. So the raw path is used,
-/// less a leading `/<stage>` whenever the context names a stage other than
-/// `$default`. Function URLs and the `$default` stage send the bare path.
+/// API Gateway says which resource it matched: a REST API (v1) in
+/// `requestContext.resourcePath` (`/tokens`), an HTTP API (v2) in `routeKey`
+/// (`GET /tokens`). That is the route, whatever the path looked like: behind a
+/// custom domain with a base-path mapping the path is `/tvm/tokens`, on a named
+/// HTTP API stage `/<stage>/tokens`. Only a catch-all (`$default`, a `{proxy+}`
+/// resource) or a request without such a context (a function URL, `cargo
+/// lambda watch`) is routed on its path, less a leading `/<stage>` whenever the
+/// context names a stage other than `$default`.
 pub fn route(req: &Request) -> Route {
-    let raw = req.raw_http_path();
-    let path = if raw.is_empty() {
-        req.uri().path()
-    } else {
-        raw
-    };
-    if path_without_stage(path, stage(req)) != TOKENS_PATH {
+    let path = matched_resource(req).unwrap_or_else(|| {
+        let raw = req.raw_http_path();
+        let path = if raw.is_empty() {
+            req.uri().path()
+        } else {
+            raw
+        };
+        path_without_stage(path, stage(req))
+    });
+    if path != TOKENS_PATH {
         return Route::Reject(Rejection::NotFound);
     }
     match *req.method() {
@@ -61,6 +67,18 @@ pub fn route(req: &Request) -> Route {
         Method::OPTIONS => Route::Preflight,
         _ => Route::Reject(Rejection::MethodNotAllowed),
     }
+}
+
+/// The resource API Gateway matched, unless it was a catch-all.
+fn matched_resource(req: &Request) -> Option<&str> {
+    let matched = match req.request_context_ref()? {
+        RequestContext::ApiGatewayV1(ctx) => ctx.resource_path.as_deref()?,
+        // "GET /tokens": the path after the method.
+        RequestContext::ApiGatewayV2(ctx) => ctx.route_key.as_deref()?.split_once(' ')?.1,
+        _ => return None,
+    };
+    let catch_all = matched.contains('{') || !matched.starts_with('/');
+    (!catch_all).then_some(matched)
 }
 
 /// The stage API Gateway named in the request context, if any.
@@ -217,7 +235,7 @@ pub fn mint_failure_response(error: &MintError, cors_allow_origin: &HeaderValue)
     match error {
         MintError::RateLimited => unavailable(RATE_LIMITED_MESSAGE),
         MintError::Timeout | MintError::Failed(_) => unavailable(UNAVAILABLE_MESSAGE),
-        MintError::KeyRejected => opaque_500(cors_allow_origin),
+        MintError::KeyRejected | MintError::CacheNotFound(_) => opaque_500(cors_allow_origin),
     }
 }
 
@@ -264,6 +282,56 @@ mod tests {
             "isBase64Encoded": false
         });
         lambda_http::request::from_str(&event.to_string()).expect("v2 event")
+    }
+
+    fn v1(path: &str, resource: &str) -> Request {
+        let event = serde_json::json!({
+            "resource": resource,
+            "path": path,
+            "httpMethod": "GET",
+            "headers": {},
+            "multiValueHeaders": {},
+            "requestContext": {
+                "resourcePath": resource,
+                "httpMethod": "GET",
+                "path": path,
+                "stage": "Prod",
+                "identity": { "sourceIp": "192.0.2.1" },
+                "requestId": "r",
+                "accountId": "123456789012",
+                "apiId": "api"
+            },
+            "isBase64Encoded": false
+        });
+        lambda_http::request::from_str(&event.to_string()).expect("v1 event")
+    }
+
+    #[test]
+    fn rest_apis_route_on_the_matched_resource_whatever_the_path() {
+        // A custom domain with the base path "tvm" mapped to the API.
+        assert_eq!(route(&v1("/tvm/tokens", "/tokens")), Route::Vend);
+        assert_eq!(route(&v1("/tokens", "/tokens")), Route::Vend);
+        assert_eq!(
+            route(&v1("/tvm/orders", "/orders")),
+            Route::Reject(Rejection::NotFound)
+        );
+        // A catch-all resource: the path decides.
+        assert_eq!(route(&v1("/tokens", "/{proxy+}")), Route::Vend);
+        assert_eq!(
+            route(&v1("/tvm/tokens", "/{proxy+}")),
+            Route::Reject(Rejection::NotFound)
+        );
+    }
+
+    #[test]
+    fn http_api_route_keys_decide_when_they_name_a_route() {
+        let mut req = v2("/tvm/tokens", "$default");
+        if let Some(RequestContext::ApiGatewayV2(ctx)) =
+            req.extensions_mut().get_mut::<RequestContext>()
+        {
+            ctx.route_key = Some("GET /tokens".into());
+        }
+        assert_eq!(route(&req), Route::Vend);
     }
 
     #[test]

@@ -93,9 +93,10 @@ fn key_refused(code: &MomentoErrorCode) -> bool {
     )
 }
 
-fn cache_error(e: MomentoError) -> CacheError {
+fn cache_error(cache: &str, e: MomentoError) -> CacheError {
     match e.error_code {
         code if key_refused(&code) => CacheError::KeyRejected,
+        MomentoErrorCode::CacheNotFoundError => CacheError::CacheNotFound(cache.to_string()),
         // The SDK's own deadline: the same dead-connection suspicion as ours.
         MomentoErrorCode::TimeoutError => CacheError::Timeout,
         code => CacheError::Failed(format!("{code:?}: {}", e.message)),
@@ -109,10 +110,12 @@ impl TokenCache for MomentoCache {
             .client()
             .get(self.cache_name.as_str(), key)
             .await
-            .map_err(cache_error)?
+            .map_err(|e| cache_error(&self.cache_name, e))?
         {
             GetResponse::Miss => Ok(None),
-            hit @ GetResponse::Hit { .. } => String::try_from(hit).map(Some).map_err(cache_error),
+            hit @ GetResponse::Hit { .. } => String::try_from(hit)
+                .map(Some)
+                .map_err(|e| cache_error(&self.cache_name, e)),
         }
     }
 
@@ -123,7 +126,7 @@ impl TokenCache for MomentoCache {
             .send_request(request)
             .await
             .map(|_| ())
-            .map_err(cache_error)
+            .map_err(|e| cache_error(&self.cache_name, e))
     }
 
     fn reconnect(&self, opened_before: tokio::time::Instant) {

@@ -21,9 +21,13 @@ pub enum Outcome {
     Rejected,
     /// A CORS preflight was answered.
     Preflight,
-    /// No token: a 5xx answer (bad configuration, failed init, failed or
-    /// throttled mint with nothing to share).
+    /// No token: a 5xx answer (failed init, refused key, failed or throttled
+    /// mint with nothing to share).
     Error,
+    /// No token, and none until an operator acts: the configured cache does
+    /// not exist, or the environment is invalid. A 500; counted by the error
+    /// alarm with `error`, and its own metric so it is told apart.
+    Misconfigured,
 }
 
 impl Outcome {
@@ -37,12 +41,13 @@ impl Outcome {
             Outcome::Rejected => "rejected",
             Outcome::Preflight => "preflight",
             Outcome::Error => "error",
+            Outcome::Misconfigured => "misconfigured",
         }
     }
 
     /// Whether the request's log line is written at `ERROR` level.
     pub fn is_error(self) -> bool {
-        self == Outcome::Error
+        matches!(self, Outcome::Error | Outcome::Misconfigured)
     }
 }
 

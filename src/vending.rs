@@ -321,6 +321,9 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
             // A refused key is not cache trouble: sharing would hide it until
             // every remembered token expired. Report it so the clients are rebuilt.
             Err(CacheError::KeyRejected) => return Err(MintError::KeyRejected),
+            // Nor is a missing cache: minting on every request would burn the
+            // mint budget on tokens for a cache that isn't there.
+            Err(CacheError::CacheNotFound(cache)) => return Err(MintError::CacheNotFound(cache)),
             Err(e) => {
                 let problem = format!("get: {e}");
                 if let Some(shared) = self.fresh_in_memory(caller, now) {
@@ -345,7 +348,7 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
         self.abandon_timed_out_connections(call);
         let token = match self.mint(caller, call).await {
             Ok(token) => token,
-            Err(MintError::KeyRejected) => return Err(MintError::KeyRejected),
+            Err(e @ (MintError::KeyRejected | MintError::CacheNotFound(_))) => return Err(e),
             Err(e) => {
                 if e == MintError::RateLimited {
                     self.back_off_minting();
@@ -1219,6 +1222,21 @@ mod tests {
             Err(MintError::KeyRejected)
         );
         assert_eq!(r.minter.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_missing_cache_mints_nothing_and_shares_nothing() {
+        let r = rig();
+        r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
+        r.cache.on_get(Behaviour::Missing);
+        assert_eq!(
+            r.vendor
+                .vend(&ip("198.51.100.7"))
+                .await
+                .map_err(|e| e.error),
+            Err(MintError::CacheNotFound("pizza".into()))
+        );
+        assert_eq!(r.minter.calls(), 1, "no mint for a cache that isn't there");
     }
 
     #[tokio::test]

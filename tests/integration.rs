@@ -607,3 +607,21 @@ async fn v2_api_keys_need_an_endpoint() {
     };
     assert!(build_vendor(&cfg, &with).is_ok());
 }
+
+#[tokio::test]
+async fn a_cache_that_does_not_exist_is_reported_by_name_and_nothing_is_minted() {
+    let standin = standin().await;
+    standin.only_caches(&["some-other-cache"]);
+    let failed = vendor(&standin)
+        .vend(&ip("203.0.113.10"))
+        .await
+        .unwrap_err();
+    assert_eq!(failed.error, MintError::CacheNotFound("pizza".into()));
+    let message = failed.error.to_string();
+    assert!(
+        message.contains("pizza") && message.contains("does not exist"),
+        "{message}"
+    );
+    assert_eq!(standin.count(Op::Mint), 0);
+    assert_eq!(standin.count(Op::Set), 0);
+}

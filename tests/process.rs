@@ -377,7 +377,7 @@ async fn bad_configuration_is_logged_by_name_and_answered_with_500s() {
     );
     let logs = f.finish();
     assert!(logs.contains("TOKEN_TTL_SECONDS"), "{logs}");
-    assert_eq!(outcomes(&logs), ["error", "error"]);
+    assert_eq!(outcomes(&logs), ["misconfigured", "misconfigured"]);
 }
 
 #[tokio::test]
@@ -609,6 +609,10 @@ async fn each_metric_filter_selects_exactly_the_log_lines_of_its_outcome() {
         .inject(Op::Mint, Fault::Status(tonic::Code::Unauthenticated));
     let failed = HttpAnswer::from_answer(&f.invoke(&event_from("192.0.2.99")).await).unwrap();
     assert_eq!(failed.status, 500); // error
+    f.momento.heal(Op::Mint);
+    f.momento.only_caches(&[]);
+    let missing = HttpAnswer::from_answer(&f.invoke(&event_from("192.0.2.98")).await).unwrap();
+    assert_eq!(missing.status, 500); // misconfigured
     let logs = f.finish();
     let lines = request_lines(&logs);
     assert_eq!(
@@ -620,7 +624,8 @@ async fn each_metric_filter_selects_exactly_the_log_lines_of_its_outcome() {
             "preflight",
             "shared",
             "degraded",
-            "error"
+            "error",
+            "misconfigured"
         ]
     );
 
@@ -643,7 +648,10 @@ async fn each_metric_filter_selects_exactly_the_log_lines_of_its_outcome() {
         covered.push(outcome.clone());
     }
     covered.sort();
-    assert_eq!(covered, ["degraded", "error", "miss", "shared"]);
+    assert_eq!(
+        covered,
+        ["degraded", "error", "misconfigured", "miss", "shared"]
+    );
 }
 
 #[tokio::test]
@@ -984,4 +992,35 @@ async fn an_invalid_scope_policy_is_named_at_start_and_answered_with_500s() {
                 .is_some_and(|m| m.contains("CALLER_IDENTITY=cognito"))
     });
     assert!(named, "{logs}");
+}
+
+#[tokio::test]
+async fn a_missing_cache_is_one_error_line_naming_it_and_no_mint() {
+    let f = start(&[]).await;
+    f.momento.only_caches(&["not-pizza"]);
+    for _ in 0..2 {
+        let answer = call(&f, "rest-get-tokens-order.json").await;
+        assert_eq!(answer.status, 500);
+        assert_common_headers(&answer);
+        assert_eq!(
+            answer.json(),
+            serde_json::json!({"message": "Something went wrong"})
+        );
+    }
+    assert_eq!(
+        f.momento.count(Op::Mint),
+        0,
+        "no mint burnt on a missing cache"
+    );
+    let logs = f.finish();
+    let lines = request_lines(&logs);
+    assert_eq!(outcomes(&logs), ["misconfigured", "misconfigured"]);
+    for line in &lines {
+        assert_eq!(line["level"], "ERROR", "{line}");
+        let cause = line["fields"]["cause"].as_str().unwrap_or("");
+        assert!(
+            cause.contains("cache pizza does not exist in this Momento account and region"),
+            "{cause}"
+        );
+    }
 }

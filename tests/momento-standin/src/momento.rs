@@ -143,6 +143,8 @@ struct State {
     faults: Mutex<HashMap<Op, Fault>>,
     limits: Mutex<HashMap<Plane, Bucket>>,
     minted: AtomicU64,
+    /// The caches that exist (`None`: any name does).
+    caches: Mutex<Option<Vec<String>>>,
 }
 
 impl State {
@@ -193,6 +195,24 @@ impl State {
     }
 }
 
+impl State {
+    /// Momento's answer for a cache that doesn't exist: `NOT_FOUND` with
+    /// `err: cache_not_found` (what the SDK maps to `CacheNotFoundError`).
+    fn cache_exists(&self, cache: &str) -> Result<(), Status> {
+        let exists = lock(&self.caches)
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == cache));
+        if exists {
+            return Ok(());
+        }
+        let mut status = Status::not_found(format!("Cache not found: {cache}"));
+        status
+            .metadata_mut()
+            .insert("err", "cache_not_found".parse().expect("ascii"));
+        Err(status)
+    }
+}
+
 fn cache_name<T>(request: &Request<T>) -> Result<String, Status> {
     request
         .metadata()
@@ -236,6 +256,7 @@ scs_impl! {{
                 key: key.clone(),
             })
             .await?;
+        self.0.cache_exists(&cache)?;
         let mut items = lock(&self.0.items);
         let slot = (cache, key);
         let live = items.get(&slot).filter(|(_, expires)| *expires > Instant::now()).map(|(v, _)| v.clone());
@@ -271,6 +292,7 @@ scs_impl! {{
                 ttl_milliseconds,
             })
             .await?;
+        self.0.cache_exists(&cache)?;
         let expires = Instant::now() + Duration::from_millis(ttl_milliseconds);
         lock(&self.0.items).insert((cache, cache_key), (cache_body, expires));
         Ok(Response::new(SetResponse {
@@ -462,6 +484,12 @@ impl MomentoStandin {
     /// Replaces any earlier limit.
     pub fn limit(&self, plane: Plane, per_second: u32, burst: u32) {
         lock(&self.state.limits).insert(plane, Bucket::new(per_second, burst));
+    }
+
+    /// From now on only the caches in `names` exist; cache calls for any
+    /// other answer as Momento does for a missing cache.
+    pub fn only_caches(&self, names: &[&str]) {
+        *lock(&self.state.caches) = Some(names.iter().map(|n| n.to_string()).collect());
     }
 
     /// Lifts the rate limit on `plane`.
