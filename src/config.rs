@@ -11,6 +11,7 @@ use secrecy::SecretString;
 
 use crate::caller::IdentityMode;
 use crate::scope::ScopePolicy;
+use crate::vending::REFRESH_MARGIN;
 
 /// Momento allows disposable tokens of up to 25 h; we cap at one day.
 pub const MAX_TOKEN_TTL_SECONDS: u64 = 86_400;
@@ -124,17 +125,20 @@ impl Config {
         }
 
         let token_ttl = parse_seconds(&get, "TOKEN_TTL_SECONDS", 3600)?;
-        if !(1..=MAX_TOKEN_TTL_SECONDS).contains(&token_ttl) {
+        let margin = REFRESH_MARGIN.as_secs();
+        if !(margin + 1..=MAX_TOKEN_TTL_SECONDS).contains(&token_ttl) {
             return Err(bad(
                 "TOKEN_TTL_SECONDS",
-                format!("must be between 1 and {MAX_TOKEN_TTL_SECONDS}"),
+                format!(
+                    "must be more than the {margin} s refresh margin (a token is never handed out in its last {margin} s) and at most {MAX_TOKEN_TTL_SECONDS}"
+                ),
             ));
         }
         let cache_ttl = parse_seconds(&get, "CACHE_TTL_SECONDS", 3300)?;
         if cache_ttl == 0 || cache_ttl >= token_ttl {
             return Err(bad(
                 "CACHE_TTL_SECONDS",
-                "must be at least 1 and less than TOKEN_TTL_SECONDS",
+                "must be at least 1 and less than TOKEN_TTL_SECONDS (a cached token must not outlive itself)",
             ));
         }
 
@@ -307,6 +311,7 @@ mod tests {
         let cases: &[(&str, &str, &str)] = &[
             ("TOKEN_TTL_SECONDS", "soon", "TOKEN_TTL_SECONDS"),
             ("TOKEN_TTL_SECONDS", "0", "TOKEN_TTL_SECONDS"),
+            ("TOKEN_TTL_SECONDS", "30", "TOKEN_TTL_SECONDS"),
             ("TOKEN_TTL_SECONDS", "86401", "TOKEN_TTL_SECONDS"),
             ("TOKEN_TTL_SECONDS", "-5", "TOKEN_TTL_SECONDS"),
             ("CACHE_TTL_SECONDS", "3600", "CACHE_TTL_SECONDS"),
@@ -332,6 +337,29 @@ mod tests {
                 assert!(!err.to_string().contains(value), "error echoes the value");
             }
         }
+    }
+
+    #[test]
+    fn a_cache_ttl_not_below_the_token_ttl_names_both_variables() {
+        let err = config(&[
+            ("SECRET_ID", "s"),
+            ("TOKEN_TTL_SECONDS", "600"),
+            ("CACHE_TTL_SECONDS", "600"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable, "CACHE_TTL_SECONDS");
+        assert!(err.to_string().contains("TOKEN_TTL_SECONDS"), "{err}");
+    }
+
+    #[test]
+    fn a_token_ttl_just_above_the_refresh_margin_is_accepted() {
+        let c = config(&[
+            ("SECRET_ID", "s"),
+            ("TOKEN_TTL_SECONDS", "61"),
+            ("CACHE_TTL_SECONDS", "1"),
+        ])
+        .unwrap();
+        assert_eq!(c.token_ttl, Duration::from_secs(61));
     }
 
     #[test]

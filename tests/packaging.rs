@@ -345,3 +345,111 @@ fn both_api_stages_are_throttled_by_parameters() {
         .as_u64()
         .is_some_and(|d| d > 0));
 }
+
+#[test]
+fn api_gateways_own_answers_carry_cors_and_an_unknown_route_is_the_functions_404() {
+    use token_vending_machine::http::Rejection;
+    for name in ["order-openapi.yaml", "admin-openapi.yaml"] {
+        let spec = load(name);
+        let responses = &spec["x-amazon-apigateway-gateway-responses"];
+        let cors = |r: &Value| {
+            r["responseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"]["Fn::Sub"]
+                .as_str()
+                == Some("'${CorsAllowOrigin}'")
+        };
+        // Throttling (429) and the authorizer's 401/403 fall under DEFAULT_4XX unless overridden.
+        for kind in ["DEFAULT_4XX", "DEFAULT_5XX", "MISSING_AUTHENTICATION_TOKEN"] {
+            assert!(cors(&responses[kind]), "{name}: {kind} lacks CORS");
+        }
+        for kind in ["THROTTLED", "UNAUTHORIZED", "ACCESS_DENIED"] {
+            let r = &responses[kind];
+            assert!(
+                r.is_null() || cors(r),
+                "{name}: {kind} overridden without CORS"
+            );
+        }
+        let missing = &responses["MISSING_AUTHENTICATION_TOKEN"];
+        assert_eq!(missing["statusCode"].as_u64(), Some(404), "{name}");
+        let body: serde_json::Value = serde_json::from_str(
+            missing["responseTemplates"]["application/json"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"message": Rejection::NotFound.message()}),
+            "{name}: the same 404 as the function's"
+        );
+    }
+}
+
+#[test]
+fn the_outputs_name_the_function_and_its_log_group() {
+    let template = load("template.yaml");
+    let outputs = &template["Outputs"];
+    assert!(is_ref(
+        &outputs["FunctionName"]["Value"],
+        "TokenVendingMachineFunction"
+    ));
+    assert!(is_ref(
+        &outputs["LogGroupName"]["Value"],
+        "TokenVendingMachineLogGroup"
+    ));
+    for name in [
+        "OrderApiEndpoint",
+        "AdminApiEndpoint",
+        "MomentoSecretArn",
+        "MetricsNamespace",
+    ] {
+        assert!(!outputs[name].is_null(), "{name}");
+    }
+}
+
+#[test]
+fn ttl_parameter_bounds_rule_out_tokens_that_could_never_be_reused() {
+    use token_vending_machine::config::MAX_TOKEN_TTL_SECONDS;
+    use token_vending_machine::vending::REFRESH_MARGIN;
+    let template = load("template.yaml");
+    let token = &template["Parameters"]["TokenTtlSeconds"];
+    let cache = &template["Parameters"]["CacheTtlSeconds"];
+    let (token_min, token_max) = (
+        token["MinValue"].as_u64().unwrap(),
+        token["MaxValue"].as_u64().unwrap(),
+    );
+    let (cache_min, cache_max) = (
+        cache["MinValue"].as_u64().unwrap(),
+        cache["MaxValue"].as_u64().unwrap(),
+    );
+    assert!(
+        token_min > REFRESH_MARGIN.as_secs(),
+        "a token must outlive the refresh margin"
+    );
+    assert_eq!(token_max, MAX_TOKEN_TTL_SECONDS);
+    assert!(cache_min >= 1 && cache_max < token_max);
+    // The corners of the bounds and the defaults are pairs the function accepts.
+    for (t, c) in [(token_min, cache_min), (3600, 3300), (token_max, cache_max)] {
+        let vars = [
+            ("SECRET_ID", "s".to_string()),
+            ("TOKEN_TTL_SECONDS", t.to_string()),
+            ("CACHE_TTL_SECONDS", c.to_string()),
+        ];
+        let config = token_vending_machine::config::Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        });
+        assert!(config.is_ok(), "TokenTtlSeconds={t} CacheTtlSeconds={c}");
+    }
+    assert_eq!(token["Default"].as_u64(), Some(3600));
+    assert_eq!(cache["Default"].as_u64(), Some(3300));
+}
+
+#[test]
+fn the_license_file_is_the_one_cargo_toml_names() {
+    assert_eq!(env!("CARGO_PKG_LICENSE"), "Apache-2.0");
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("LICENSE"))
+        .expect("LICENSE");
+    assert!(text.contains("Apache License") && text.contains("Version 2.0, January 2004"));
+    assert!(text.contains("END OF TERMS AND CONDITIONS"));
+}
