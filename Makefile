@@ -57,6 +57,7 @@ spec-lint: tools
 	sam validate --lint
 	cfn-lint template.yaml
 	$(VENV)/bin/python tests/tools/sam-translate.py
+	$(VENV)/bin/python tests/tools/check-readme.py
 	# Each spec as API Gateway receives it, with and without a user pool.
 	mkdir -p $(OUT)/openapi
 	for mode in open with-user-pool; do \

@@ -174,6 +174,7 @@ async function pageFiles() {
   return {
     '/client.html': ['text/html; charset=utf-8', await readFile(path.join(here, 'client.html'))],
     '/web/tvm-client.js': [js, await readFile(path.join(root, 'web/tvm-client.js'))],
+    '/web/order-updates.js': [js, await readFile(path.join(root, 'web/order-updates.js'))],
     '/sdk.js': [js, await bundleSdk()],
   };
 }
@@ -286,6 +287,23 @@ async function checkSignedIn(browser, pageBase) {
   }
 }
 
+// web/order-updates.js, the README's browser example as it is, in Chromium against the dev
+// server: it must fetch a token and hand it to Momento's web SDK for a subscription. The SDK's
+// Momento endpoint is the stand-in's made-up host, which this machine cannot reach, so the
+// subscription itself fails and is reported through onError: what is proven is the wiring.
+async function checkReadmeExample(browser, pageBase, tokensUrl) {
+  const page = await (await browser.newContext()).newPage();
+  await page.goto(`${pageBase}/client.html`);
+  assert.equal(await page.evaluate(() => window.clientReady), true, 'client page loaded');
+  await page.evaluate((u) => window.startExample(u), tokensUrl);
+  await page.waitForFunction(() => window.exampleErrors.some((e) => e.message.startsWith('subscri')), null, { timeout: 30_000 });
+  const { fetched, errors } = await page.evaluate(() => ({ fetched: window.exampleFetched, errors: window.exampleErrors }));
+  await page.evaluate(() => window.example.stop());
+  assert.equal(fetched, 200, 'the example fetched a token');
+  assert.ok(errors.every((e) => e.status === null), `only the unreachable subscription failed: ${JSON.stringify(errors)}`);
+  console.log(`  README example (web/order-updates.js): token fetched, subscription attempted with it (${errors[0].message.slice(0, 80)})`);
+}
+
 // The same module in Node (20+ has fetch): a token from the dev server, then stop().
 async function checkNodeClient(base) {
   const { createTokenSource } = await import(pathToFileURL(path.join(root, 'web/tvm-client.js')).href);
@@ -372,6 +390,7 @@ async function main() {
 
     await page.screenshot({ path: path.join(outDir, 'browser.png'), fullPage: true });
 
+    await checkReadmeExample(browser, `http://localhost:${pageServer.address().port}`, tokens);
     await checkTokenClient(browser, `http://localhost:${pageServer.address().port}`);
     await checkSignedIn(browser, `http://localhost:${pageServer.address().port}`);
     await checkNodeClient(dev.base);
