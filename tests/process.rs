@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use momento_standin::{
-    Answer, Fault, FunctionUnderTest, HttpAnswer, Op, Plane, Recorded, Relay, Standins,
+    Answer, Fault, FunctionUnderTest, HttpAnswer, Op, Plane, Recorded, Relay, SecretsTransport,
+    Standins,
 };
 
 fn binary() -> &'static Path {
@@ -19,8 +20,13 @@ fn event(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The function with its stand-ins, Secrets Manager over TLS as in production
+/// (a CA made for this run, trusted through `SSL_CERT_FILE`).
 async fn start(env: &[(&str, &str)]) -> FunctionUnderTest {
-    FunctionUnderTest::start(binary(), env)
+    let standins = Standins::start_with(SecretsTransport::Tls)
+        .await
+        .expect("stand-ins");
+    FunctionUnderTest::start_with(binary(), env, &standins)
         .await
         .expect("function starts")
 }
@@ -1023,4 +1029,59 @@ async fn a_missing_cache_is_one_error_line_naming_it_and_no_mint() {
             "{cause}"
         );
     }
+}
+
+// --- TLS to Secrets Manager ---
+
+#[tokio::test]
+async fn over_tls_the_secret_is_read_once_and_tokens_are_vended() {
+    let f = start(&[]).await;
+    assert!(
+        f.secrets.url().starts_with("https://"),
+        "{}",
+        f.secrets.url()
+    );
+    let cold = call(&f, "rest-get-tokens-order.json").await;
+    let warm = call(&f, "rest-get-tokens-order.json").await;
+    assert_eq!((cold.status, warm.status), (200, 200), "{cold:?}");
+    assert_eq!(cold.token(), warm.token());
+    assert_eq!(f.secrets.reads(), 1);
+    let logs = f.finish();
+    assert_eq!(outcomes(&logs), ["miss", "hit"]);
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_a_500_and_one_error_line_saying_so() {
+    let standins = Standins::start_with(SecretsTransport::UntrustedTls)
+        .await
+        .expect("stand-ins");
+    let f = FunctionUnderTest::start_with(binary(), &[], &standins)
+        .await
+        .expect("function starts");
+    let answer = call(&f, "rest-get-tokens-order.json").await;
+    assert_eq!(answer.status, 500);
+    assert_common_headers(&answer);
+    assert_eq!(
+        answer.json(),
+        serde_json::json!({"message": "Something went wrong"})
+    );
+    assert_eq!(
+        f.secrets.reads(),
+        0,
+        "no request crossed the refused handshake"
+    );
+    assert_eq!(f.momento.count(Op::Mint), 0, "no token");
+    let api_key = f.api_key.clone();
+    let logs = f.finish();
+    let errors: Vec<serde_json::Value> = json_lines(&logs)
+        .into_iter()
+        .filter(|l| l["level"] == "ERROR")
+        .collect();
+    assert_eq!(errors.len(), 1, "{logs}");
+    let cause = errors[0]["fields"]["cause"].as_str().unwrap_or("");
+    assert!(
+        cause.contains("certificate") && cause.contains("reading secret"),
+        "the line says it was the certificate: {cause}"
+    );
+    assert_no_secrets_in(&logs, &api_key, &[]);
 }

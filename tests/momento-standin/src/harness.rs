@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -16,7 +16,7 @@ use std::time::Instant;
 use std::os::unix::process::CommandExt;
 
 use crate::cgroup::{join_self, CpuGroups};
-use crate::{v1_api_key, Answer, MomentoStandin, RuntimeApi, SecretsStandin};
+use crate::{v1_api_key, Answer, MomentoStandin, RuntimeApi, SecretsStandin, TestCa};
 
 /// The Secrets Manager secret the function is pointed at.
 pub const SECRET_NAME: &str = "tvm/momento";
@@ -32,12 +32,57 @@ pub struct Standins {
     pub secrets: Arc<SecretsStandin>,
     /// The v1 API key stored in the secret.
     pub api_key: String,
+    /// With Secrets Manager over TLS: the CA bundle the function trusts
+    /// (`SSL_CERT_FILE`): the system's roots plus this run's test CA.
+    pub ca_bundle: Option<PathBuf>,
+}
+
+/// How the Secrets Manager stand-in is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretsTransport {
+    /// Plaintext HTTP (labelled so wherever a figure depends on it).
+    Plaintext,
+    /// HTTPS with a certificate from this run's CA, which the function trusts
+    /// as production trusts Amazon's: through the system bundle.
+    Tls,
+    /// HTTPS with a certificate from a CA the function's bundle does not hold.
+    UntrustedTls,
+}
+
+/// A fresh directory for one run's CA bundle.
+fn tls_dir() -> PathBuf {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    std::env::temp_dir().join(format!("tvm-tls-{}-{n}", std::process::id()))
 }
 
 impl Standins {
+    /// Plaintext stand-ins.
     pub async fn start() -> std::io::Result<Self> {
+        Self::start_with(SecretsTransport::Plaintext).await
+    }
+
+    /// Secrets Manager over TLS (trusted, or signed by a CA nobody trusts).
+    pub async fn start_with(transport: SecretsTransport) -> std::io::Result<Self> {
         let momento = Arc::new(MomentoStandin::start(MOMENTO_SECRET).await?);
-        let secrets = Arc::new(SecretsStandin::start().await?);
+        let loopback = std::net::Ipv4Addr::LOCALHOST.into();
+        let (secrets, ca_bundle) = match transport {
+            SecretsTransport::Plaintext => (SecretsStandin::start().await?, None),
+            SecretsTransport::Tls | SecretsTransport::UntrustedTls => {
+                let trusted = TestCa::new("tvm test CA")?;
+                let bundle = trusted.bundle_file(&tls_dir())?;
+                let serving = if transport == SecretsTransport::Tls {
+                    trusted
+                } else {
+                    TestCa::untrusted()?
+                };
+                (
+                    SecretsStandin::start_tls(loopback, &serving).await?,
+                    Some(bundle),
+                )
+            }
+        };
+        let secrets = Arc::new(secrets);
         let api_key = v1_api_key(MOMENTO_SECRET, "momento.localhost");
         secrets.put(
             SECRET_NAME,
@@ -47,6 +92,7 @@ impl Standins {
             momento,
             secrets,
             api_key,
+            ca_bundle,
         })
     }
 }
@@ -107,6 +153,7 @@ impl FunctionUnderTest {
             momento,
             secrets,
             api_key,
+            ca_bundle,
         } = standins.clone();
         let runtime = RuntimeApi::start().await?;
 
@@ -132,6 +179,12 @@ impl FunctionUnderTest {
             .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &secrets_url)
             .env("SECRET_ID", SECRET_NAME)
             .env("MOMENTO_ENDPOINT_OVERRIDE", &momento_url)
+            .env(
+                "SSL_CERT_FILE",
+                ca_bundle
+                    .as_deref()
+                    .unwrap_or(Path::new(crate::tls::SYSTEM_BUNDLE)),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -19,7 +19,8 @@ use axum::routing::post;
 use axum::Router;
 use tokio::sync::oneshot;
 
-use crate::{lock, serve_on};
+use crate::tls::TestCa;
+use crate::{lock, serve};
 
 #[derive(Default)]
 struct Shared {
@@ -124,6 +125,7 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
 pub struct SecretsStandin {
     addr: SocketAddr,
     shared: Arc<Shared>,
+    tls: bool,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -135,21 +137,38 @@ impl SecretsStandin {
     /// Starts on a free port of `ip` (e.g. a Docker bridge's address, for a
     /// function in a container; never a public address).
     pub async fn start_on(ip: std::net::IpAddr) -> std::io::Result<Self> {
+        Self::start_with(ip, None).await
+    }
+
+    /// Starts on a free port of `ip`, serving HTTPS with a certificate for
+    /// `ip` signed by `ca`, as Secrets Manager serves HTTPS in production.
+    pub async fn start_tls(ip: std::net::IpAddr, ca: &TestCa) -> std::io::Result<Self> {
+        let config = ca.server_config(ip, &[b"h2", b"http/1.1"])?;
+        Self::start_with(ip, Some(config)).await
+    }
+
+    async fn start_with(
+        ip: std::net::IpAddr,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared::default());
         let app = Router::new()
             .route("/", post(handle))
             .with_state(shared.clone());
-        let (addr, shutdown) = serve_on(ip, app).await?;
+        let is_tls = tls.is_some();
+        let (addr, shutdown) = serve(ip, app, tls).await?;
         Ok(SecretsStandin {
             addr,
             shared,
+            tls: is_tls,
             _shutdown: shutdown,
         })
     }
 
     /// The value for `AWS_ENDPOINT_URL_SECRETS_MANAGER`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn put(&self, name: &str, secret_string: &str) {
