@@ -89,7 +89,7 @@ browser: tools browser-tools
 
 # Each benchmark once, in the test profile: proves the bench code builds and runs (no timings).
 bench-smoke:
-	cargo test --bench handler --bench process --bench crowd --bench cpu
+	cargo test --bench handler --bench process --bench crowd --bench cpu --bench momento_tls
 
 ## dev: run the function locally (stand-in Momento unless MOMENTO_API_KEY or SECRET_ID is set)
 dev: tools
@@ -101,3 +101,4 @@ bench: tools
 	cargo bench --bench process
 	cargo bench --bench crowd
 	cargo bench --bench cpu
+	cargo bench --bench momento_tls

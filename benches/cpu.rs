@@ -23,7 +23,7 @@
 use std::time::{Duration, Instant};
 
 use momento_standin::cgroup::CpuGroups;
-use momento_standin::{FunctionUnderTest, HttpAnswer, Standins};
+use momento_standin::{FunctionUnderTest, HttpAnswer, SecretsTransport, Standins};
 use serde_json::{json, Value};
 
 /// Lambda arm64 prices, us-east-1 (AWS Lambda pricing page, first tier, as
@@ -99,14 +99,14 @@ async fn cpu_per_request(groups: &CpuGroups, f: &FunctionUnderTest, events: &[Va
     cpu_split_per_request(groups, f, events).await.0
 }
 
-async fn cpu_figures(runs: usize, warm: usize) -> Value {
+async fn cpu_figures(transport: SecretsTransport, runs: usize, warm: usize) -> Value {
     let mut init = Vec::new();
     let mut first = Vec::new();
     let mut hit = Vec::new();
     let mut cache_hit = Vec::new();
     let mut miss = Vec::new();
     for run in 0..runs {
-        let standins = Standins::start().await.expect("stand-ins");
+        let standins = Standins::start_with(transport).await.expect("stand-ins");
         let (groups, f) = spawn_ready(&standins).await;
         let at_init = groups.usage().expect("usage");
         init.push(ms(at_init));
@@ -166,8 +166,11 @@ async fn latencies(f: &FunctionUnderTest, events: impl Iterator<Item = Value>) -
 
 /// A fresh container at `memory_mb`'s CPU share after INIT, having answered
 /// its first request; with that cold start (spawn → first 200, ms).
-async fn cold_at(memory_mb: u32) -> (CpuGroups, FunctionUnderTest, f64) {
-    let standins = Standins::start().await.expect("stand-ins");
+async fn cold_at(
+    transport: SecretsTransport,
+    memory_mb: u32,
+) -> (CpuGroups, FunctionUnderTest, f64) {
+    let standins = Standins::start_with(transport).await.expect("stand-ins");
     let (groups, f) = spawn_ready(&standins).await;
     groups
         .throttle(f.pid(), memory_mb, PERIOD)
@@ -177,14 +180,19 @@ async fn cold_at(memory_mb: u32) -> (CpuGroups, FunctionUnderTest, f64) {
     (groups, f, cold)
 }
 
-async fn power_row(memory_mb: u32, colds: usize, warm: usize) -> Value {
+async fn power_row(
+    transport: SecretsTransport,
+    memory_mb: u32,
+    colds: usize,
+    warm: usize,
+) -> Value {
     let mut cold = Vec::new();
     for _ in 0..colds {
-        let (_groups, f, took) = cold_at(memory_mb).await;
+        let (_groups, f, took) = cold_at(transport, memory_mb).await;
         cold.push(took);
         f.finish();
     }
-    let (_groups, f, _) = cold_at(memory_mb).await;
+    let (_groups, f, _) = cold_at(transport, memory_mb).await;
     let hits = latencies(&f, (0..warm).map(|_| event_from("203.0.113.10"))).await;
     let misses = latencies(&f, (0..warm).map(|i| event_from(&caller(i)))).await;
     f.finish();
@@ -194,6 +202,7 @@ async fn power_row(memory_mb: u32, colds: usize, warm: usize) -> Value {
     let gb = f64::from(memory_mb) / 1024.0;
     let cost = 1e6 * billed_s * gb * PRICE_PER_GB_SECOND + PRICE_PER_MILLION_REQUESTS;
     json!({
+        "secrets_manager": transport_label(transport),
         "memory_mb": memory_mb,
         "cpu_share": f64::from(memory_mb) / momento_standin::cgroup::MB_PER_VCPU,
         "cold_start_ms": { "median": percentile(&cold, 50.0), "n": cold.len() },
@@ -203,12 +212,22 @@ async fn power_row(memory_mb: u32, colds: usize, warm: usize) -> Value {
     })
 }
 
+fn transport_label(transport: SecretsTransport) -> &'static str {
+    match transport {
+        SecretsTransport::Tls => "tls",
+        SecretsTransport::Plaintext => "plaintext",
+        SecretsTransport::UntrustedTls => "untrusted-tls",
+    }
+}
+
 /// `TVM_BENCH_PROFILE=hit|miss|cold`: only run that path, many times, for a
 /// profiler to attach to (e.g. `perf record -a -g` over this run, with a
 /// `TVM_BENCH_BINARY` built with symbols); prints the function's pids.
 async fn profile_only(kind: &str) {
     let n = 5000;
-    let standins = Standins::start().await.expect("stand-ins");
+    let standins = Standins::start_with(SecretsTransport::Tls)
+        .await
+        .expect("stand-ins");
     let (groups, f) = spawn_ready(&standins).await;
     println!("profiling {kind}: function pid {}", f.pid());
     match kind {
@@ -255,14 +274,20 @@ async fn main() {
     };
     let binary = binary();
     eprintln!("cpu bench: {}", binary.display());
-    let cpu = cpu_figures(runs, warm).await;
+    // Secrets Manager over TLS (production's path) is the headline; plaintext
+    // loopback is kept as a second row. Momento stays plaintext: its SDK
+    // trusts only public roots (see `cargo bench --bench momento_tls`).
+    let cpu_tls = cpu_figures(SecretsTransport::Tls, runs, warm).await;
+    let cpu_plain = cpu_figures(SecretsTransport::Plaintext, runs, warm).await;
     let mut rows = Vec::new();
     for &mb in sizes {
-        rows.push(power_row(mb, colds, warm_tuned).await);
+        rows.push(power_row(SecretsTransport::Tls, mb, colds, warm_tuned).await);
     }
+    rows.push(power_row(SecretsTransport::Plaintext, SIZES_MB[0], colds, warm_tuned).await);
     let report = json!({
         "binary": binary.display().to_string(),
-        "cpu_ms": cpu,
+        "cpu_ms": cpu_tls,
+        "cpu_ms_plaintext": cpu_plain,
         "power_tuning": {
             "period_ms": ms(PERIOD),
             "prices": { "usd_per_gb_second": PRICE_PER_GB_SECOND, "usd_per_million_requests": PRICE_PER_MILLION_REQUESTS, "as_of": PRICES_AS_OF },
@@ -280,35 +305,40 @@ async fn main() {
             .map(|x| format!("{x:.3}"))
             .unwrap_or("n/a".into())
     };
-    let c = &report["cpu_ms"];
-    println!(
-        "\nCPU time of the function, all threads (median of {} runs, ms)",
-        c["runs"]
-    );
-    println!("  INIT (spawn → first poll)        {}", f(&c["init_ms"]));
-    println!(
-        "  first request                    {}",
-        f(&c["first_request_ms"])
-    );
-    let k = &c["kernel_part_ms"];
-    for (label, all, kernel) in [
-        ("per warm hit (same container)", "warm_hit_ms", "warm_hit"),
-        (
-            "per warm hit (from the cache)",
-            "warm_cache_hit_ms",
-            "warm_cache_hit",
-        ),
-        ("per warm miss", "warm_miss_ms", "warm_miss"),
+    for (title, key) in [
+        ("Secrets Manager over TLS", "cpu_ms"),
+        ("plaintext loopback", "cpu_ms_plaintext"),
     ] {
-        println!("  {label:<32} {} (kernel {})", f(&c[all]), f(&k[kernel]));
+        let c = &report[key];
+        println!(
+            "\nCPU time of the function, {title}, all threads (median of {} runs, ms)",
+            c["runs"]
+        );
+        println!("  INIT (spawn → first poll)        {}", f(&c["init_ms"]));
+        println!(
+            "  first request                    {}",
+            f(&c["first_request_ms"])
+        );
+        let k = &c["kernel_part_ms"];
+        for (label, all, kernel) in [
+            ("per warm hit (same container)", "warm_hit_ms", "warm_hit"),
+            (
+                "per warm hit (from the cache)",
+                "warm_cache_hit_ms",
+                "warm_cache_hit",
+            ),
+            ("per warm miss", "warm_miss_ms", "warm_miss"),
+        ] {
+            println!("  {label:<32} {} (kernel {})", f(&c[all]), f(&k[kernel]));
+        }
     }
     println!(
         "\npower tuning (CPU share = MB/1769 over {} ms periods, INIT unthrottled; {PRICES_AS_OF})",
         ms(PERIOD)
     );
     println!(
-        "  {:>6} {:>14} {:>10} {:>10} {:>10} {:>16}",
-        "MB", "cold p50 ms", "hit p50", "hit p99", "miss p50", "$ per 1M hits"
+        "  {:>10} {:>6} {:>14} {:>10} {:>10} {:>10} {:>16}",
+        "secrets", "MB", "cold p50 ms", "hit p50", "hit p99", "miss p50", "$ per 1M hits"
     );
     for r in report["power_tuning"]["rows"]
         .as_array()
@@ -316,7 +346,8 @@ async fn main() {
         .flatten()
     {
         println!(
-            "  {:>6} {:>14} {:>10} {:>10} {:>10} {:>16}",
+            "  {:>10} {:>6} {:>14} {:>10} {:>10} {:>10} {:>16}",
+            r["secrets_manager"].as_str().unwrap_or("?"),
             r["memory_mb"],
             f(&r["cold_start_ms"]["median"]),
             f(&r["hit_ms"]["p50"]),

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use momento_standin::{FunctionUnderTest, HttpAnswer};
+use momento_standin::{FunctionUnderTest, HttpAnswer, SecretsTransport, Standins};
 use serde_json::{json, Value};
 
 mod common;
@@ -114,6 +114,7 @@ struct Cold {
     total_ms: f64,
     ready_ms: f64,
     handler_ms: f64,
+    prepare_ms: f64,
     sdk_ms: f64,
     secret_ms: f64,
     clients_ms: f64,
@@ -122,8 +123,9 @@ struct Cold {
     set_ms: f64,
 }
 
-async fn one_cold_start() -> Cold {
-    let f = FunctionUnderTest::start(&binary(), &[])
+async fn one_cold_start(transport: SecretsTransport) -> Cold {
+    let standins = Standins::start_with(transport).await.expect("stand-ins");
+    let f = FunctionUnderTest::start_with(&binary(), &[], &standins)
         .await
         .expect("spawn");
     let answer = f.invoke(&event()).await;
@@ -136,8 +138,9 @@ async fn one_cold_start() -> Cold {
     let status = HttpAnswer::from_answer(&answer).map(|a| a.status);
     assert_eq!(status, Some(200), "cold start answer: {answer:?}");
     let logs = f.finish();
+    // Initialised in INIT (App::prepare) when that works; else on first use,
+    // and these lines come from the first request instead.
     let init = log_fields(&logs, "clients_ms").pop().unwrap_or(Value::Null);
-    // Built in INIT now (MomentoInit::prepare); a first-use build shows in sdk_ms instead.
     let prepared = log_fields(&logs, "prepare_ms").pop().unwrap_or(Value::Null);
     let request = log_fields(&logs, "status").pop().unwrap_or(Value::Null);
     let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
@@ -145,7 +148,8 @@ async fn one_cold_start() -> Cold {
         total_ms: ms(total),
         ready_ms: ms(ready),
         handler_ms: num(&request["latency_ms"]),
-        sdk_ms: prepared["prepare_ms"].as_f64().unwrap_or(0.0) + num(&init["sdk_ms"]),
+        prepare_ms: prepared["prepare_ms"].as_f64().unwrap_or(0.0),
+        sdk_ms: num(&init["sdk_ms"]),
         secret_ms: num(&init["secret_ms"]),
         clients_ms: num(&init["clients_ms"]),
         get_ms: num(&request["get_ms"]),
@@ -184,12 +188,22 @@ async fn main() {
         binary.display()
     );
 
-    let mut colds = Vec::new();
+    // TLS to Secrets Manager first (production's path), plaintext as the second
+    // row; interleaved, so both see the same machine. Momento stays plaintext
+    // here (its SDK trusts only public roots): `cargo bench --bench momento_tls`.
+    let mut colds_tls = Vec::new();
+    let mut colds_plain = Vec::new();
     for _ in 0..cold_runs {
-        colds.push(one_cold_start().await);
+        colds_tls.push(one_cold_start(SecretsTransport::Tls).await);
+        colds_plain.push(one_cold_start(SecretsTransport::Plaintext).await);
     }
 
-    let f = FunctionUnderTest::start(&binary, &[]).await.expect("spawn");
+    let standins = Standins::start_with(SecretsTransport::Tls)
+        .await
+        .expect("stand-ins");
+    let f = FunctionUnderTest::start_with(&binary, &[], &standins)
+        .await
+        .expect("spawn");
     let _ = f.invoke(&event()).await; // warm it up (and cache the order caller's token)
     let hit_rt = warm(&f, std::iter::repeat_with(event).take(warm_runs)).await;
     let miss_rt = warm(
@@ -225,7 +239,23 @@ async fn main() {
 
     let binary_size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
     let zip = zip_size(&binary);
-    let col = |pick: fn(&Cold) -> f64| colds.iter().map(pick).collect::<Vec<f64>>();
+    let cold = |colds: &[Cold]| {
+        let col = |pick: fn(&Cold) -> f64| colds.iter().map(pick).collect::<Vec<f64>>();
+        json!({
+            "cold_start_ms": spread(&col(|c| c.total_ms)),
+            "breakdown_median_ms": {
+                "spawn_to_first_runtime_poll": spread(&col(|c| c.ready_ms))["median"],
+                "init_prepare_total": spread(&col(|c| c.prepare_ms))["median"],
+                "init_aws_sdk_config_and_client": spread(&col(|c| c.sdk_ms))["median"],
+                "init_get_secret_value": spread(&col(|c| c.secret_ms))["median"],
+                "init_client_construction": spread(&col(|c| c.clients_ms))["median"],
+                "first_cache_get": spread(&col(|c| c.get_ms))["median"],
+                "mint": spread(&col(|c| c.mint_ms))["median"],
+                "cache_set": spread(&col(|c| c.set_ms))["median"],
+                "handler_total": spread(&col(|c| c.handler_ms))["median"],
+            },
+        })
+    };
 
     let report = json!({
         "machine": machine(),
@@ -236,17 +266,7 @@ async fn main() {
             "http_map_event_to_response": criterion_estimate("http_map_event_to_response").map(|ns| ns / 1000.0),
             "handler_hit_event_to_response": criterion_estimate("handler_hit_event_to_response").map(|ns| ns / 1000.0),
         },
-        "cold_start_ms": spread(&col(|c| c.total_ms)),
-        "cold_breakdown_median_ms": {
-            "spawn_to_first_runtime_poll": spread(&col(|c| c.ready_ms))["median"],
-            "init_aws_sdk_config_and_client": spread(&col(|c| c.sdk_ms))["median"],
-            "init_get_secret_value": spread(&col(|c| c.secret_ms))["median"],
-            "init_client_construction": spread(&col(|c| c.clients_ms))["median"],
-            "first_cache_get": spread(&col(|c| c.get_ms))["median"],
-            "mint": spread(&col(|c| c.mint_ms))["median"],
-            "cache_set": spread(&col(|c| c.set_ms))["median"],
-            "handler_total": spread(&col(|c| c.handler_ms))["median"],
-        },
+        "cold": { "secrets_manager_over_tls": cold(&colds_tls), "plaintext": cold(&colds_plain) },
         "warm_hit_ms": { "round_trip": quantiles(&hit.round_trip_ms), "in_handler": quantiles(&hit.handler_ms) },
         "warm_miss_ms": { "round_trip": quantiles(&miss.round_trip_ms), "in_handler": quantiles(&miss.handler_ms) },
         "peak_rss_mib": rss_kib.map(|k| k as f64 / 1024.0),
@@ -293,27 +313,38 @@ fn print_table(r: &Value) {
     ] {
         println!("{:<58} {}", name, f(&r["handler_us"][key]));
     }
-    let c = &r["cold_start_ms"];
-    println!(
-        "{:<58} {}",
-        format!("cold start, spawn→first 200 (ms, n={})", c["n"]),
-        format!("{} / {} / {}", f(&c["min"]), f(&c["median"]), f(&c["max"])).replace(".000", "")
-    );
-    println!("{:<58}", "  (min / median / max)");
-    for (name, key) in [
-        ("  spawn → ready for events", "spawn_to_first_runtime_poll"),
-        (
-            "  AWS SDK config + Secrets Manager client (INIT or first use)",
-            "init_aws_sdk_config_and_client",
-        ),
-        ("  init: GetSecretValue call", "init_get_secret_value"),
-        ("  init: build Momento clients", "init_client_construction"),
-        ("  first cache get (connects)", "first_cache_get"),
-        ("  mint (connects)", "mint"),
-        ("  cache set", "cache_set"),
-        ("  whole first request in handler", "handler_total"),
+    for (label, key) in [
+        ("Secrets Manager over TLS", "secrets_manager_over_tls"),
+        ("plaintext loopback", "plaintext"),
     ] {
-        println!("{:<58} {}", name, f(&r["cold_breakdown_median_ms"][key]));
+        let cold = &r["cold"][key];
+        let c = &cold["cold_start_ms"];
+        let name = format!("cold start, {label}, spawn→first 200 (ms, n={})", c["n"]);
+        let value = format!("{} / {} / {}", f(&c["min"]), f(&c["median"]), f(&c["max"]));
+        println!("{name:<58} {value}");
+        println!("{:<58}", "  (min / median / max)");
+        for (name, part) in [
+            (
+                "  spawn → ready for events (INIT)",
+                "spawn_to_first_runtime_poll",
+            ),
+            ("  INIT: initialisation, all of it", "init_prepare_total"),
+            (
+                "  INIT: AWS SDK config + Secrets Manager client",
+                "init_aws_sdk_config_and_client",
+            ),
+            (
+                "  INIT: GetSecretValue call (connects)",
+                "init_get_secret_value",
+            ),
+            ("  INIT: build Momento clients", "init_client_construction"),
+            ("  first request: cache get", "first_cache_get"),
+            ("  first request: mint (connects)", "mint"),
+            ("  first request: cache set", "cache_set"),
+            ("  whole first request in handler", "handler_total"),
+        ] {
+            println!("{:<58} {}", name, f(&cold["breakdown_median_ms"][part]));
+        }
     }
     for (label, key) in [("warm hit", "warm_hit_ms"), ("warm miss", "warm_miss_ms")] {
         for (kind, sub) in [

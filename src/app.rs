@@ -1,15 +1,17 @@
-//! The request handler: lazy, retryable initialisation plus one log line per request.
+//! The request handler: initialisation in INIT or on first use, retried until
+//! it succeeds, plus one log line per request.
 //!
-//! [`App`] owns the once-per-container state. The first request that needs a
-//! token runs the [`Initializer`] (secret read, client construction); success
-//! is kept for the life of the container, failure is not, so the next request
-//! tries again. One exception to "kept": when Momento refuses the key (it was
+//! [`App`] owns the once-per-container state. [`App::prepare`] runs the
+//! [`Initializer`] (secret read, client construction) during INIT; if that
+//! fails or runs out of time, the first request that needs a token runs it.
+//! Success is kept for the life of the container, failure is not, so the next
+//! request tries again. One exception to "kept": when Momento refuses the key (it was
 //! rotated or revoked), the clients are dropped and the next request reads the
 //! key again. Every request ends in exactly one structured log line.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use lambda_http::http::HeaderValue;
 use lambda_http::{Body, Request, Response};
@@ -19,6 +21,10 @@ use crate::error::{InitError, MintError};
 use crate::http::{self, Rejection, Route};
 use crate::outcome::Outcome;
 use crate::vending::{now_epoch, CallTimings, TokenCache, TokenMinter, Vendor};
+
+/// How long INIT may spend initialising before it leaves the rest to the
+/// first request (Lambda allows INIT 10 s; a healthy one takes milliseconds).
+pub const PREPARE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Builds the vendor: reads the key and constructs the clients.
 pub trait Initializer: Send + Sync {
@@ -104,6 +110,37 @@ impl<I: Initializer> App<I> {
     /// Whether initialisation has succeeded in this container.
     pub fn is_initialized(&self) -> bool {
         self.slot().is_some()
+    }
+
+    /// INIT: what the first request would otherwise do first, done before
+    /// it, while Lambda runs the process at full CPU (a request at 128 MB
+    /// gets about 7% of a core): read the key, build the clients, and open the
+    /// cache's connection (TLS handshakes included). Bounded by `within` and
+    /// never fatal: on failure or timeout nothing is kept, and the first
+    /// request initialises as it would have (and is retried as before).
+    pub async fn prepare(&self, within: Duration) {
+        let started = Instant::now();
+        let shared_key = self.identification.shared_key();
+        let prepared = tokio::time::timeout(within, async {
+            let vendor = self.vendor().await?;
+            Ok::<bool, InitError>(vendor.warm_up(shared_key.as_deref()).await)
+        })
+        .await;
+        let prepare_ms = millis(started.elapsed());
+        match prepared {
+            Ok(Ok(cache_reached)) => {
+                tracing::info!(prepare_ms, cache_reached, "initialised during INIT")
+            }
+            Ok(Err(e)) => tracing::warn!(
+                prepare_ms,
+                cause = %e,
+                "initialising during INIT failed; the first request tries again"
+            ),
+            Err(_) => tracing::warn!(
+                prepare_ms,
+                "initialising during INIT timed out; the first request initialises"
+            ),
+        }
     }
 
     fn slot(&self) -> MutexGuard<'_, Option<SharedVendor<I>>> {

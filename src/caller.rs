@@ -179,6 +179,18 @@ impl Identification {
         }
     }
 
+    /// The shared key of this configuration's anonymous callers (one scope
+    /// for all of them); `None` when callers are signed-in users, who never share.
+    pub fn shared_key(&self) -> Option<String> {
+        match self.mode {
+            IdentityMode::SourceIp => {
+                let anyone = IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED);
+                Caller::anonymous(anyone, self.policy.grant(None, &[]), &self.cache).shared_key
+            }
+            IdentityMode::Cognito => None,
+        }
+    }
+
     /// Identifies the caller of `req`.
     pub fn identify(&self, req: &Request) -> Result<Caller, CallerError> {
         match self.mode {

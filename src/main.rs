@@ -2,7 +2,7 @@
 //! Everything else lives in the library.
 
 use lambda_http::{service_fn, Request};
-use token_vending_machine::app::{misconfigured_response, App};
+use token_vending_machine::app::{misconfigured_response, App, PREPARE_TIMEOUT};
 use token_vending_machine::caller::Identification;
 use token_vending_machine::config::Config;
 use token_vending_machine::momento::MomentoInit;
@@ -16,10 +16,10 @@ async fn main() -> Result<(), lambda_http::Error> {
             let cors = config.cors_allow_origin.clone();
             let identification = Identification::from_config(&config);
             let init = MomentoInit::new(config);
-            // INIT runs at full speed, requests at the memory size's CPU share:
-            // do here what needs no secret. The secret and the clients stay lazy.
-            init.prepare().await;
             let app = App::new(init, &cors, identification);
+            // INIT runs at full speed, requests at the memory size's CPU share:
+            // initialise here, bounded and never fatal (else on first use).
+            app.prepare(PREPARE_TIMEOUT).await;
             let app = &app;
             lambda_http::run(service_fn(move |req: Request| async move {
                 Ok::<_, std::convert::Infallible>(app.handle(req).await)

@@ -286,38 +286,6 @@ impl MomentoInit {
     }
 }
 
-/// How long INIT may spend preparing the Secrets Manager client; past that,
-/// it is built on first use instead (INIT stays bounded, and never fails).
-pub const PREPARE_TIMEOUT: Duration = Duration::from_secs(2);
-
-impl MomentoInit {
-    /// Does, before the first request, the part of initialisation that needs
-    /// no secret: loading the AWS configuration and building the Secrets
-    /// Manager client (with its TLS roots). Lambda runs INIT at full CPU and
-    /// invocations at the memory size's share (about 7% of a core at 128 MB),
-    /// so this is the cheap place for it. Never fails: a client not ready in
-    /// time is built on first use, as before.
-    pub async fn prepare(&self) {
-        let KeySource::SecretsManager { .. } = &self.config.key_source else {
-            return;
-        };
-        let started = Instant::now();
-        let prepared = tokio::time::timeout(
-            PREPARE_TIMEOUT,
-            self.secrets_client.get_or_init(client_from_env),
-        )
-        .await;
-        let prepare_ms = started.elapsed().as_secs_f64() * 1000.0;
-        match prepared {
-            Ok(_) => tracing::info!(prepare_ms, "prepared the Secrets Manager client"),
-            Err(_) => tracing::warn!(
-                prepare_ms,
-                "preparing the Secrets Manager client timed out; it is built on first use"
-            ),
-        }
-    }
-}
-
 impl Initializer for MomentoInit {
     type Cache = MomentoCache;
     type Minter = MomentoMinter;

@@ -50,10 +50,22 @@ pub fn parse_secret(secret: &str) -> Result<MomentoKey, InitError> {
     })
 }
 
+/// The HTTPS client for AWS calls: rustls on ring (the crypto Momento's SDK
+/// uses too), trusting the system's CA bundle (`SSL_CERT_FILE` honoured).
+pub fn https_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 /// A Secrets Manager client from the standard AWS configuration chain
-/// (so `AWS_ENDPOINT_URL_SECRETS_MANAGER` and friends apply).
+/// (so `AWS_ENDPOINT_URL_SECRETS_MANAGER` and friends apply), on [`https_client`].
 pub async fn client_from_env() -> aws_sdk_secretsmanager::Client {
-    let sdk_config = aws_config::load_from_env().await;
+    let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https_client())
+        .load()
+        .await;
     aws_sdk_secretsmanager::Client::new(&sdk_config)
 }
 

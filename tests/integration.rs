@@ -534,6 +534,7 @@ fn secrets_client(url: &str) -> aws_sdk_secretsmanager::Client {
             "test",
         ))
         .endpoint_url(url)
+        .http_client(token_vending_machine::secrets::https_client())
         .build();
     aws_sdk_secretsmanager::Client::from_conf(config)
 }

@@ -23,9 +23,17 @@ fn event(name: &str) -> PathBuf {
 /// The function with its stand-ins, Secrets Manager over TLS as in production
 /// (a CA made for this run, trusted through `SSL_CERT_FILE`).
 async fn start(env: &[(&str, &str)]) -> FunctionUnderTest {
+    start_after(env, |_| {}).await
+}
+
+/// Like [`start`], with the stand-ins set up by `before` first: the function
+/// initialises during INIT, so what its first read must see is set before it
+/// is spawned.
+async fn start_after(env: &[(&str, &str)], before: impl FnOnce(&Standins)) -> FunctionUnderTest {
     let standins = Standins::start_with(SecretsTransport::Tls)
         .await
         .expect("stand-ins");
+    before(&standins);
     FunctionUnderTest::start_with(binary(), env, &standins)
         .await
         .expect("function starts")
@@ -129,9 +137,11 @@ async fn cold_then_warm_per_caller_tokens_secret_read_once() {
             _ => None,
         })
         .collect();
+    // INIT's warm-up read of the shared key opened the cache connection first.
     assert_eq!(
         keys,
         [
+            token_vending_machine::vending::SHARED_KEY,
             "203.0.113.10-token",
             "203.0.113.20-token",
             "2001:db8::/64-token"
@@ -216,8 +226,8 @@ async fn bad_requests_get_json_errors_and_the_process_keeps_serving() {
 
 #[tokio::test]
 async fn a_failed_init_is_retried_on_the_next_request() {
-    let f = start(&[]).await;
-    f.secrets.set_failing(true);
+    // Failing from the start: INIT's read fails too, and is not kept.
+    let f = start_after(&[], |s| s.secrets.set_failing(true)).await;
     let first = call(&f, "rest-get-tokens-order.json").await;
     assert_eq!(first.status, 500);
     assert_common_headers(&first);
@@ -279,11 +289,13 @@ async fn a_rotated_key_is_picked_up_by_a_warm_container() {
 
 #[tokio::test]
 async fn a_malformed_secret_is_a_500_and_does_not_leak() {
-    let f = start(&[]).await;
-    f.secrets.put(
-        momento_standin::harness::SECRET_NAME,
-        "momento: sekrit-not-json",
-    );
+    let f = start_after(&[], |s| {
+        s.secrets.put(
+            momento_standin::harness::SECRET_NAME,
+            "momento: sekrit-not-json",
+        )
+    })
+    .await;
     let answer = call(&f, "rest-get-tokens-order.json").await;
     assert_eq!(answer.status, 500);
     assert_eq!(
@@ -697,15 +709,17 @@ async fn text_logs_carry_no_colour_codes_when_stdout_is_not_a_terminal() {
 }
 
 #[tokio::test]
-async fn the_secrets_manager_client_is_prepared_during_init_and_the_secret_read_stays_lazy() {
+async fn init_reads_the_secret_builds_the_clients_and_opens_the_cache_connection() {
     let f = start(&[]).await;
     f.runtime
         .wait_first_poll(Duration::from_secs(15))
         .await
         .expect("the function polls for an event");
-    assert_eq!(f.secrets.reads(), 0, "the secret is not read in INIT");
+    // Before any invocation: the secret was read (over TLS) and the cache reached.
+    assert_eq!(f.secrets.reads(), 1, "the secret is read in INIT");
+    assert_eq!(f.momento.count(Op::Get), 1, "the cache connection is open");
     assert_eq!(call(&f, "rest-get-tokens-order.json").await.status, 200);
-    assert_eq!(f.secrets.reads(), 1);
+    assert_eq!(f.secrets.reads(), 1, "and not again");
     let logs = f.finish();
     let lines = json_lines(&logs);
     let position = |message: &str| {
@@ -714,13 +728,34 @@ async fn the_secrets_manager_client_is_prepared_during_init_and_the_secret_read_
             .position(|v| v["fields"]["message"] == message)
             .unwrap_or_else(|| panic!("no {message:?} line: {logs}"))
     };
-    let prepared = position("prepared the Secrets Manager client");
-    assert!(
-        prepared < position("request"),
-        "prepared before the first request: {logs}"
-    );
-    // INIT lines carry no request span: the client was built before any invocation.
+    let prepared = position("initialised during INIT");
+    assert!(prepared < position("request"), "{logs}");
+    assert_eq!(lines[prepared]["fields"]["cache_reached"], true);
+    // INIT lines carry no request span: the work was done before any invocation.
     assert!(lines[prepared]["span"].is_null(), "{}", lines[prepared]);
+}
+
+#[tokio::test]
+async fn an_init_that_cannot_read_the_secret_leaves_it_to_the_first_request() {
+    let f = start_after(&[], |s| s.secrets.set_failing(true)).await;
+    f.runtime
+        .wait_first_poll(Duration::from_secs(15))
+        .await
+        .expect("INIT ends, failure or not");
+    let init_reads = f.secrets.reads();
+    assert!(init_reads >= 1);
+    f.secrets.set_failing(false);
+    assert_eq!(call(&f, "rest-get-tokens-order.json").await.status, 200);
+    assert_eq!(f.secrets.reads(), init_reads + 1, "read again on first use");
+    let logs = f.finish();
+    assert!(
+        json_lines(&logs).iter().any(|l| l["level"] == "WARN"
+            && l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("the first request tries again"))),
+        "{logs}"
+    );
+    assert_eq!(outcomes(&logs), ["miss"]);
 }
 
 #[tokio::test]
@@ -733,6 +768,12 @@ async fn a_caller_who_comes_back_to_another_container_is_a_cache_hit_there() {
     let second = FunctionUnderTest::start_with(binary(), &[], &standins)
         .await
         .unwrap();
+    // After its INIT (which reads the shared key once).
+    second
+        .runtime
+        .wait_first_poll(Duration::from_secs(15))
+        .await
+        .expect("INIT ends");
     let gets_before = standins.momento.count(Op::Get);
     let hit = call(&second, "rest-get-tokens-order.json").await;
     assert_eq!((minted.status, hit.status), (200, 200));
@@ -747,10 +788,12 @@ async fn a_caller_who_comes_back_to_another_container_is_a_cache_hit_there() {
 
 // --- silent network faults on the way to Momento (a relay in front of the stand-in) ---
 
-/// A function whose Momento traffic goes through a relay that can go silent.
-async fn start_behind_relay() -> (FunctionUnderTest, Relay) {
+/// A function whose Momento traffic goes through a relay that can go silent;
+/// with `unreachable`, no connection through it ever works, INIT's included.
+async fn start_behind_relay(unreachable: bool) -> (FunctionUnderTest, Relay) {
     let standins = Standins::start().await.expect("stand-ins");
     let relay = Relay::start(standins.momento.addr()).await.expect("relay");
+    relay.blackhole_new(unreachable);
     let f = FunctionUnderTest::start_with(
         binary(),
         &[("MOMENTO_ENDPOINT_OVERRIDE", &relay.url())],
@@ -771,7 +814,7 @@ fn latencies_ms(logs: &str) -> Vec<f64> {
 
 #[tokio::test]
 async fn dead_connections_cost_one_request_one_timeout_and_nobody_a_5xx() {
-    let (f, relay) = start_behind_relay().await;
+    let (f, relay) = start_behind_relay(false).await;
     let warm = call(&f, "rest-get-tokens-order.json").await;
     assert_eq!(warm.status, 200);
     let opened_before_fault = relay.connections();
@@ -823,9 +866,8 @@ async fn dead_connections_cost_one_request_one_timeout_and_nobody_a_5xx() {
 
 #[tokio::test]
 async fn a_cold_container_that_cannot_reach_momento_answers_503_within_two_and_a_half_seconds() {
-    let (f, relay) = start_behind_relay().await;
-    // Every connection to Momento is accepted and then carries nothing.
-    relay.blackhole_new(true);
+    // Every connection to Momento is accepted and then carries nothing, from INIT on.
+    let (f, _relay) = start_behind_relay(true).await;
     let answer = call(&f, "rest-get-tokens-order.json").await;
     assert_eq!(answer.status, 503, "{answer:?}");
     assert_eq!(answer.header("retry-after"), Some("1"));

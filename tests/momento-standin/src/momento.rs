@@ -397,6 +397,7 @@ pub fn v1_api_key(secret: &str, endpoint: &str) -> String {
 pub struct MomentoStandin {
     addr: SocketAddr,
     state: Arc<State>,
+    tls: bool,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -412,6 +413,26 @@ impl MomentoStandin {
 
     /// Starts on `addr`.
     pub async fn start_on(addr: SocketAddr, api_key: &str) -> std::io::Result<Self> {
+        Self::start_serving(addr, api_key, None).await
+    }
+
+    /// Starts on `127.0.0.1:0` serving gRPC over TLS with a certificate from
+    /// `ca`, as Momento does. The function's SDK can't use it (it trusts only
+    /// its compiled-in public roots); `cargo bench --bench momento_tls`
+    /// measures the handshakes with the SDK's stack against it.
+    pub async fn start_tls(api_key: &str, ca: &crate::TestCa) -> std::io::Result<Self> {
+        let loopback = std::net::Ipv4Addr::LOCALHOST.into();
+        let (cert, key) = ca.server_pem(loopback)?;
+        let identity = tonic::transport::Identity::from_pem(cert, key);
+        let config = tonic::transport::ServerTlsConfig::new().identity(identity);
+        Self::start_serving(SocketAddr::new(loopback, 0), api_key, Some(config)).await
+    }
+
+    async fn start_serving(
+        addr: SocketAddr,
+        api_key: &str,
+        tls: Option<tonic::transport::ServerTlsConfig>,
+    ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
@@ -425,8 +446,13 @@ impl MomentoStandin {
         // back to back wait out the client's delayed ACK (about 40 ms).
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let mut server = tonic::transport::Server::builder();
+        let is_tls = tls.is_some();
+        if let Some(config) = tls {
+            server = server.tls_config(config).map_err(std::io::Error::other)?;
+        }
         tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
+            let _ = server
                 .add_service(ScsServer::new(service.clone()))
                 .add_service(TokenServer::new(service))
                 .serve_with_incoming_shutdown(incoming, async {
@@ -437,13 +463,15 @@ impl MomentoStandin {
         Ok(MomentoStandin {
             addr,
             state,
+            tls: is_tls,
             _shutdown: tx,
         })
     }
 
     /// The value for `MOMENTO_ENDPOINT_OVERRIDE`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Where it listens (for a [`crate::Relay`] in front of it).

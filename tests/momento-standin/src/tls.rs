@@ -71,13 +71,17 @@ impl TestCa {
         Ok(path)
     }
 
-    /// A server certificate for `ip` (and `localhost`) signed by this CA, as
-    /// a rustls server configuration offering `alpn` protocols.
-    pub fn server_config(
-        &self,
-        ip: IpAddr,
-        alpn: &[&[u8]],
-    ) -> io::Result<Arc<rustls::ServerConfig>> {
+    /// A server certificate for `ip` (and `localhost`) signed by this CA:
+    /// (certificate chain PEM, private key PEM), for servers that take PEM.
+    pub fn server_pem(&self, ip: IpAddr) -> io::Result<(String, String)> {
+        let (cert, key) = self.leaf(ip)?;
+        Ok((
+            format!("{}{}", cert.pem(), self.issuer.pem()),
+            key.serialize_pem(),
+        ))
+    }
+
+    fn leaf(&self, ip: IpAddr) -> io::Result<(rcgen::Certificate, KeyPair)> {
         let mut params =
             CertificateParams::new(vec![ip.to_string(), "localhost".to_string()]).map_err(other)?;
         params
@@ -85,6 +89,17 @@ impl TestCa {
             .push(DnType::CommonName, "tvm stand-in");
         let key = KeyPair::generate().map_err(other)?;
         let cert = params.signed_by(&key, &self.issuer).map_err(other)?;
+        Ok((cert, key))
+    }
+
+    /// A server certificate for `ip` (and `localhost`) signed by this CA, as
+    /// a rustls server configuration offering `alpn` protocols.
+    pub fn server_config(
+        &self,
+        ip: IpAddr,
+        alpn: &[&[u8]],
+    ) -> io::Result<Arc<rustls::ServerConfig>> {
+        let (cert, key) = self.leaf(ip)?;
         let chain: Vec<CertificateDer<'static>> =
             vec![cert.der().clone(), self.issuer.der().clone()];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
