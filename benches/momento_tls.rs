@@ -87,6 +87,8 @@ async fn cold_pair(url: &str, ca: Option<&str>) -> (Duration, Duration) {
 fn main() {
     let quick = quick_run();
     let runs = if quick { 3 } else { 40 };
+    // The function's tonic channels use ring (`tls-ring`); so do these.
+    momento_standin::tls::use_ring_by_default();
     let ca = TestCa::new("tvm bench CA").expect("CA");
     let ca_pem = ca.ca_pem();
     // The stand-ins on their own thread and runtime.

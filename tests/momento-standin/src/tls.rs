@@ -26,6 +26,13 @@ use tokio_rustls::TlsAcceptor;
 /// Where Debian (and Amazon Linux, via a link) keep the system's CA bundle.
 pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
+/// Makes ring the process's default rustls provider (tonic's TLS server and
+/// client take the default; with both ring and aws-lc-rs compiled in, as
+/// Momento's dependencies have it, rustls can't pick one itself). Idempotent.
+pub fn use_ring_by_default() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A certificate authority for one test run.
 pub struct TestCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
