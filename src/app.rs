@@ -549,13 +549,7 @@ mod tests {
 
     // --- signed-in callers (CALLER_IDENTITY=cognito) ---
 
-    const POLICY: &str = r#"{
-        "default": [{"role": "subscribe", "cache": "pizza", "topic": "orders-{sub}"}],
-        "groups": {
-            "staff": [{"role": "publish-subscribe", "cache": "pizza", "topic": "*"}],
-            "drivers": [{"role": "publish", "cache": "pizza", "topic": "positions"}]
-        }
-    }"#;
+    use crate::doubles::EXAMPLE_SCOPES as POLICY;
 
     fn cognito_app() -> App<DoublesInit> {
         let identification = Identification {

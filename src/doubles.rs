@@ -14,6 +14,16 @@ use crate::caller::Caller;
 use crate::error::{CacheError, InitError, MintError};
 use crate::vending::{now_epoch, TokenCache, TokenMinter, VendedToken, Vendor};
 
+/// A scope policy the tests share: customers subscribe to their own order
+/// topic; `staff` publish and subscribe everywhere; `drivers` publish positions.
+pub const EXAMPLE_SCOPES: &str = r#"{
+    "default": [{"role": "subscribe", "cache": "pizza", "topic": "orders-{sub}"}],
+    "groups": {
+        "staff": [{"role": "publish-subscribe", "cache": "pizza", "topic": "*"}],
+        "drivers": [{"role": "publish", "cache": "pizza", "topic": "positions"}]
+    }
+}"#;
+
 /// What a double does when called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Behaviour {

@@ -419,23 +419,18 @@ mod tests {
         assert!(ScopePolicy::parse(&default_eleven, true)
             .unwrap_err()
             .contains("more than 10"));
+        let two_groups = |a: String, b: String| {
+            let policy = format!(
+                r#"{{"default": [{}], "groups": {{"a": [{a}], "b": [{b}]}}}}"#,
+                rules(0, 1)
+            );
+            ScopePolicy::parse(&policy, true)
+        };
         // Two groups of six: a member of both would get twelve.
-        let two_groups = format!(
-            r#"{{"default": [{}], "groups": {{"a": [{}], "b": [{}]}}}}"#,
-            rules(0, 1),
-            rules(0, 6),
-            rules(6, 12)
-        );
-        assert!(ScopePolicy::parse(&two_groups, true)
+        assert!(two_groups(rules(0, 6), rules(6, 12))
             .unwrap_err()
             .contains("12 permissions"));
         // Overlapping groups whose union stays at ten are fine.
-        let overlapping = format!(
-            r#"{{"default": [{}], "groups": {{"a": [{}], "b": [{}]}}}}"#,
-            rules(0, 1),
-            rules(0, 10),
-            rules(0, 10)
-        );
-        assert!(ScopePolicy::parse(&overlapping, true).is_ok());
+        assert!(two_groups(rules(0, 10), rules(0, 10)).is_ok());
     }
 }
