@@ -304,6 +304,29 @@ async function checkReadmeExample(browser, pageBase, tokensUrl) {
   console.log(`  README example (web/order-updates.js): token fetched, subscription attempted with it (${errors[0].message.slice(0, 80)})`);
 }
 
+// A browser whose clock is an hour off, either way, against hour-long tokens: the client times
+// its refresh from `expires_in` and the answer's arrival, so current() resolves and it doesn't
+// poll (a client comparing `exp` with a clock an hour fast would wait forever; one an hour slow
+// would keep a dead token).
+async function checkClockSkew(browser, pageBase, tokensUrl) {
+  for (const skewHours of [+1, -1]) {
+    const page = await (await browser.newContext()).newPage();
+    await page.clock.install({ time: Date.now() + skewHours * 3_600_000 });
+    await page.goto(`${pageBase}/client.html`);
+    assert.equal(await page.evaluate(() => window.clientReady), true, 'client page loaded');
+    const token = await page.evaluate(async (u) => {
+      window.startSource('skewed', u, {});
+      return window.sources.skewed.current();
+    }, tokensUrl);
+    assert.ok(token.token.length > 0, `current() resolved with a ${skewHours > 0 ? 'fast' : 'slow'} clock`);
+    await page.clock.runFor('10:00');
+    const fetched = await page.evaluate(() => window.fetches.filter((f) => f.source === 'skewed').length);
+    await page.evaluate(() => window.sources.skewed.stop());
+    assert.equal(fetched, 1, `clock ${skewHours > 0 ? '+' : ''}${skewHours} h: no polling in 10 min of a 1 h token`);
+    console.log(`  clock ${skewHours > 0 ? '+' : ''}${skewHours} h: current() resolved, 1 fetch in 10 min of page time`);
+  }
+}
+
 // The same module in Node (20+ has fetch): a token from the dev server, then stop().
 async function checkNodeClient(base) {
   const { createTokenSource } = await import(pathToFileURL(path.join(root, 'web/tvm-client.js')).href);
@@ -391,6 +414,7 @@ async function main() {
     await page.screenshot({ path: path.join(outDir, 'browser.png'), fullPage: true });
 
     await checkReadmeExample(browser, `http://localhost:${pageServer.address().port}`, tokens);
+    await checkClockSkew(browser, `http://localhost:${pageServer.address().port}`, tokens);
     await checkTokenClient(browser, `http://localhost:${pageServer.address().port}`);
     await checkSignedIn(browser, `http://localhost:${pageServer.address().port}`);
     await checkNodeClient(dev.base);

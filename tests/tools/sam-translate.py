@@ -44,7 +44,8 @@ def main():
             body = out[api]["Properties"]["Body"]
             tokens = body["paths"]["/tokens"]
             check(
-                tokens["get"].get("security") == {"Fn::If": ["HasUserPool", [{"CognitoUserPool": []}], []]},
+                tokens["get"].get("security")
+                == [{"Fn::If": ["HasUserPool", {"CognitoUserPool": []}, {"Ref": "AWS::NoValue"}]}],
                 f"{mode}: {api} GET /tokens lost its authorizer condition",
             )
             check("security" not in tokens["options"], f"{mode}: {api} OPTIONS must stay open")
