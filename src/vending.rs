@@ -142,6 +142,11 @@ pub struct Bounds {
     /// connection or an unreachable service, and the caller is better served
     /// by a shared token or a quick 503 than by a longer wait.
     pub mint_timeout: Duration,
+    /// INIT's warm-up read (a connection, its handshake at full CPU, one
+    /// round trip) gives up after this long: it only saves the first request
+    /// a handshake, and a cold start must not wait a whole cache budget for
+    /// a Momento that can't be reached (the first request will, once).
+    pub warm_up_budget: Duration,
 }
 
 impl Default for Bounds {
@@ -149,6 +154,7 @@ impl Default for Bounds {
         Bounds {
             cache_budget: Duration::from_millis(1000),
             mint_timeout: Duration::from_millis(1000),
+            warm_up_budget: Duration::from_millis(300),
         }
     }
 }
@@ -268,10 +274,10 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
     /// shared token if the cache holds one. Meant for INIT, which runs at full
     /// CPU: a TLS handshake made there costs a fraction of what it costs at
     /// 128 MB's CPU share in a request, and a container born in a crowd starts
-    /// with a token to share. Bounded by the cache budget; never fails.
+    /// with a token to share. Bounded by [`Bounds::warm_up_budget`]; never fails.
     pub async fn warm_up(&self, shared_key: Option<&str>) -> bool {
         let mut call = Calls {
-            budget: self.bounds.cache_budget,
+            budget: self.bounds.warm_up_budget,
             timings: CallTimings::default(),
             timed_out_since: None,
         };
@@ -1275,7 +1281,7 @@ mod tests {
         r.cache.on_get(Behaviour::Hang);
         let started = Instant::now();
         assert!(!r.vendor.warm_up(Some(SHARED_KEY)).await);
-        assert_eq!(started.elapsed(), Bounds::default().cache_budget);
+        assert_eq!(started.elapsed(), Bounds::default().warm_up_budget);
         assert_eq!(r.cache.reconnects(), 1);
     }
 
