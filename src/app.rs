@@ -123,7 +123,7 @@ impl<I: Initializer> App<I> {
         let shared_key = self.identification.shared_key();
         let prepared = tokio::time::timeout(within, async {
             let vendor = self.vendor().await?;
-            Ok::<bool, InitError>(vendor.warm_up(shared_key.as_deref()).await)
+            Ok::<bool, InitError>(vendor.warm_up(shared_key).await)
         })
         .await;
         let prepare_ms = millis(started.elapsed());
@@ -166,7 +166,7 @@ impl<I: Initializer> App<I> {
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let started = Instant::now();
         let served = self.serve(&req).await;
-        log_request(&req, &served, self.identification.mode.as_str(), started);
+        log_request(&req, &served, self.identification.mode().as_str(), started);
         served.response
     }
 
@@ -552,11 +552,11 @@ mod tests {
     use crate::doubles::EXAMPLE_SCOPES as POLICY;
 
     fn cognito_app() -> App<DoublesInit> {
-        let identification = Identification {
-            mode: crate::caller::IdentityMode::Cognito,
-            policy: crate::scope::ScopePolicy::parse(POLICY, true).unwrap(),
-            cache: "pizza".into(),
-        };
+        let identification = Identification::new(
+            crate::caller::IdentityMode::Cognito,
+            crate::scope::ScopePolicy::parse(POLICY, true).unwrap(),
+            "pizza",
+        );
         App::new(DoublesInit::new(), "*", identification)
     }
 

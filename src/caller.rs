@@ -79,28 +79,9 @@ impl fmt::Debug for Caller {
 }
 
 impl Caller {
-    /// An anonymous caller at `ip` granted `scope`. With the seed's scope the
-    /// keys are the seed's (`<ip>-token`, [`SHARED_KEY`]); any other scope
-    /// puts its fingerprint in both, so a changed policy never serves tokens
-    /// of the old one.
+    /// An anonymous caller at `ip` granted `scope` (see [`AnonymousKeys`]).
     pub fn anonymous(ip: IpAddr, scope: Scope, cache: &str) -> Self {
-        let address = address_key(ip);
-        let (cache_key, shared_key) = if scope == Scope::subscribe_all(cache) {
-            (format!("{address}-token"), SHARED_KEY.to_string())
-        } else {
-            let fp = scope.fingerprint();
-            (
-                format!("{address}-{fp}-token"),
-                format!("tvm-shared-{fp}-token"),
-            )
-        };
-        Caller {
-            label: address,
-            scope,
-            cache_key,
-            token_id: None,
-            shared_key: Some(shared_key),
-        }
+        AnonymousKeys::new(scope, cache).caller(ip)
     }
 
     /// A signed-in user: a key per user and per granted scope, the `sub` as
@@ -112,6 +93,47 @@ impl Caller {
             scope,
             token_id: Some(sub.to_string()),
             shared_key: None,
+        }
+    }
+}
+
+/// How anonymous callers granted one scope are keyed: derived once per
+/// configuration, since every anonymous caller of it has the same scope.
+/// With the seed's scope the keys are the seed's (`<ip>-token`,
+/// [`SHARED_KEY`]); any other scope puts its fingerprint in both, so a
+/// changed policy never serves tokens of the old one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnonymousKeys {
+    scope: Scope,
+    /// After the address in a caller's key: `-token` or `-<fingerprint>-token`.
+    suffix: String,
+    shared_key: String,
+}
+
+impl AnonymousKeys {
+    pub fn new(scope: Scope, cache: &str) -> Self {
+        let (suffix, shared_key) = if scope == Scope::subscribe_all(cache) {
+            ("-token".to_string(), SHARED_KEY.to_string())
+        } else {
+            let fp = scope.fingerprint();
+            (format!("-{fp}-token"), format!("tvm-shared-{fp}-token"))
+        };
+        AnonymousKeys {
+            scope,
+            suffix,
+            shared_key,
+        }
+    }
+
+    /// The caller at `ip`.
+    pub fn caller(&self, ip: IpAddr) -> Caller {
+        let address = address_key(ip);
+        Caller {
+            cache_key: format!("{address}{}", self.suffix),
+            label: address,
+            scope: self.scope.clone(),
+            token_id: None,
+            shared_key: Some(self.shared_key.clone()),
         }
     }
 }
@@ -155,38 +177,40 @@ impl CallerError {
 /// configured mode and scope policy, applied to every request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identification {
-    pub mode: IdentityMode,
-    pub policy: ScopePolicy,
-    /// The configured cache (the seed's scope is "subscribe to all of it").
-    pub cache: String,
+    mode: IdentityMode,
+    policy: ScopePolicy,
+    /// Anonymous callers' scope and keys (used in `source-ip` mode).
+    anonymous: AnonymousKeys,
 }
 
 impl Identification {
-    /// The seed's model: callers by source IP, subscribe to every topic of `cache`.
-    pub fn source_ip(cache: &str) -> Self {
+    pub fn new(mode: IdentityMode, policy: ScopePolicy, cache: &str) -> Self {
+        let anonymous = AnonymousKeys::new(policy.grant(None, &[]), cache);
         Identification {
-            mode: IdentityMode::SourceIp,
-            policy: ScopePolicy::builtin(cache),
-            cache: cache.to_string(),
+            mode,
+            policy,
+            anonymous,
         }
     }
 
+    /// The seed's model: callers by source IP, subscribe to every topic of `cache`.
+    pub fn source_ip(cache: &str) -> Self {
+        Self::new(IdentityMode::SourceIp, ScopePolicy::builtin(cache), cache)
+    }
+
     pub fn from_config(config: &crate::config::Config) -> Self {
-        Identification {
-            mode: config.identity,
-            policy: config.scopes.clone(),
-            cache: config.cache_name.clone(),
-        }
+        Self::new(config.identity, config.scopes.clone(), &config.cache_name)
+    }
+
+    pub fn mode(&self) -> IdentityMode {
+        self.mode
     }
 
     /// The shared key of this configuration's anonymous callers (one scope
     /// for all of them); `None` when callers are signed-in users, who never share.
-    pub fn shared_key(&self) -> Option<String> {
+    pub fn shared_key(&self) -> Option<&str> {
         match self.mode {
-            IdentityMode::SourceIp => {
-                let anyone = IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED);
-                Caller::anonymous(anyone, self.policy.grant(None, &[]), &self.cache).shared_key
-            }
+            IdentityMode::SourceIp => Some(&self.anonymous.shared_key),
             IdentityMode::Cognito => None,
         }
     }
@@ -194,14 +218,7 @@ impl Identification {
     /// Identifies the caller of `req`.
     pub fn identify(&self, req: &Request) -> Result<Caller, CallerError> {
         match self.mode {
-            IdentityMode::SourceIp => {
-                let ip = source_ip(req)?;
-                Ok(Caller::anonymous(
-                    ip,
-                    self.policy.grant(None, &[]),
-                    &self.cache,
-                ))
-            }
+            IdentityMode::SourceIp => Ok(self.anonymous.caller(source_ip(req)?)),
             IdentityMode::Cognito => {
                 let claims = verified_claims(req).ok_or(CallerError::NotSignedIn("no claims"))?;
                 let sub = claims.sub.as_str();
@@ -347,6 +364,25 @@ mod tests {
         assert_eq!(a.shared_key, None);
         assert!(!a.label.contains("sub-a"), "the log label hides the sub");
         assert!(!format!("{a:?}").contains("sub-a"));
+    }
+
+    #[test]
+    fn the_configurations_shared_key_is_its_anonymous_callers_and_users_have_none() {
+        let policy = ScopePolicy::parse(
+            r#"{"default": [{"role": "subscribe", "cache": "pizza", "topic": "orders"}]}"#,
+            false,
+        )
+        .unwrap();
+        let custom = Identification::new(IdentityMode::SourceIp, policy.clone(), "pizza");
+        let caller = custom.anonymous.caller(ip("203.0.113.10"));
+        assert_eq!(custom.shared_key(), caller.shared_key.as_deref());
+        assert_ne!(custom.shared_key(), Some(SHARED_KEY));
+        assert_eq!(
+            Identification::source_ip("pizza").shared_key(),
+            Some(SHARED_KEY)
+        );
+        let cognito = Identification::new(IdentityMode::Cognito, policy, "pizza");
+        assert_eq!(cognito.shared_key(), None);
     }
 
     #[test]

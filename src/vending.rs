@@ -249,9 +249,6 @@ pub struct Vendor<C, M> {
     memory: Mutex<Memory>,
 }
 
-/// Why no mint happened or what it came to, before sharing is considered.
-type MintResult = Result<VendedToken, MintError>;
-
 impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
     pub fn new(cache: C, minter: M, token_ttl: Duration, cache_ttl: Duration) -> Self {
         Vendor {
@@ -264,11 +261,6 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
         }
     }
 
-    /// The time bounds of outbound calls.
-    pub fn bounds(&self) -> Bounds {
-        self.bounds
-    }
-
     /// Opens the cache's connection before the first request and, when the
     /// callers of this configuration share (`shared_key`), remembers a fresh
     /// shared token if the cache holds one. Meant for INIT, which runs at full
@@ -276,11 +268,7 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
     /// 128 MB's CPU share in a request, and a container born in a crowd starts
     /// with a token to share. Bounded by [`Bounds::warm_up_budget`]; never fails.
     pub async fn warm_up(&self, shared_key: Option<&str>) -> bool {
-        let mut call = Calls {
-            budget: self.bounds.warm_up_budget,
-            timings: CallTimings::default(),
-            timed_out_since: None,
-        };
+        let mut call = Calls::new(self.bounds.warm_up_budget);
         let got = call
             .get(&self.cache, shared_key.unwrap_or(SHARED_KEY))
             .await;
@@ -314,11 +302,7 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
     /// never closes): both clients are told to open new connections before
     /// the next call, so one dead connection costs one timeout, not minutes.
     pub async fn vend_at(&self, caller: &Caller, now: u64) -> Result<Vended, NotVended> {
-        let mut call = Calls {
-            budget: self.bounds.cache_budget,
-            timings: CallTimings::default(),
-            timed_out_since: None,
-        };
+        let mut call = Calls::new(self.bounds.cache_budget);
         let result = self.vend_with(caller, now, &mut call).await;
         self.abandon_timed_out_connections(&mut call);
         result.map_err(|error| NotVended {
@@ -424,7 +408,7 @@ impl<C: TokenCache, M: TokenMinter> Vendor<C, M> {
     }
 
     /// One mint within the mint timeout, timed for the log line.
-    async fn mint(&self, caller: &Caller, call: &mut Calls) -> MintResult {
+    async fn mint(&self, caller: &Caller, call: &mut Calls) -> Result<VendedToken, MintError> {
         let started = Instant::now();
         let minted = tokio::time::timeout(
             self.bounds.mint_timeout,
@@ -585,6 +569,14 @@ struct Calls {
 }
 
 impl Calls {
+    fn new(budget: Duration) -> Self {
+        Calls {
+            budget,
+            timings: CallTimings::default(),
+            timed_out_since: None,
+        }
+    }
+
     fn vended(&self, body: String, outcome: Outcome, cause: Option<String>) -> Vended {
         Vended {
             body,
@@ -594,8 +586,35 @@ impl Calls {
         }
     }
 
+    /// Keeps the start of the earliest call that timed out.
     fn timed_out(&mut self, started: Instant) {
         self.timed_out_since = Some(self.timed_out_since.map_or(started, |t| t.min(started)));
+    }
+
+    /// Runs a cache call within what is left of the budget, charges the budget
+    /// the time it took and adds that time to the kind's total (`took`). A call
+    /// that times out (ours or the SDK's deadline) marks its connection
+    /// suspect; one skipped because no budget is left marks nothing.
+    async fn within<T>(
+        &mut self,
+        took: fn(&mut CallTimings) -> &mut Option<Duration>,
+        call: impl Future<Output = Result<T, CacheError>>,
+    ) -> Result<T, CacheError> {
+        if self.budget.is_zero() {
+            return Err(CacheError::Timeout);
+        }
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.budget, call)
+            .await
+            .unwrap_or(Err(CacheError::Timeout));
+        let elapsed = started.elapsed();
+        let total = took(&mut self.timings);
+        *total = Some(total.unwrap_or_default() + elapsed);
+        self.budget = self.budget.saturating_sub(elapsed);
+        if matches!(result, Err(CacheError::Timeout)) {
+            self.timed_out(started);
+        }
+        result
     }
 
     async fn get(
@@ -603,16 +622,7 @@ impl Calls {
         cache: &impl TokenCache,
         key: &str,
     ) -> Result<Option<String>, CacheError> {
-        if self.budget.is_zero() {
-            // Skipped, not timed out: no connection is suspect.
-            return Err(CacheError::Timeout);
-        }
-        let started = Instant::now();
-        let result = within(&mut self.budget, &mut self.timings.get, cache.get(key)).await;
-        if result == Err(CacheError::Timeout) {
-            self.timed_out(started);
-        }
-        result
+        self.within(|t| &mut t.get, cache.get(key)).await
     }
 
     async fn set(
@@ -622,20 +632,8 @@ impl Calls {
         value: &str,
         ttl: Duration,
     ) -> Result<(), CacheError> {
-        if self.budget.is_zero() {
-            return Err(CacheError::Timeout);
-        }
-        let started = Instant::now();
-        let result = within(
-            &mut self.budget,
-            &mut self.timings.set,
-            cache.set(key, value, ttl),
-        )
-        .await;
-        if result == Err(CacheError::Timeout) {
-            self.timed_out(started);
-        }
-        result
+        self.within(|t| &mut t.set, cache.set(key, value, ttl))
+            .await
     }
 
     /// Two sets of one value, side by side: one wait instead of two.
@@ -646,9 +644,6 @@ impl Calls {
         value: &str,
         ttl: Duration,
     ) -> (Result<(), CacheError>, Result<(), CacheError>) {
-        if self.budget.is_zero() {
-            return (Err(CacheError::Timeout), Err(CacheError::Timeout));
-        }
         let started = Instant::now();
         let both = async {
             Ok(tokio::join!(
@@ -656,33 +651,17 @@ impl Calls {
                 cache.set(second, value, ttl)
             ))
         };
-        let results = match within(&mut self.budget, &mut self.timings.set, both).await {
-            Ok(results) => results,
+        match self.within(|t| &mut t.set, both).await {
+            Ok((a, b)) => {
+                // Either set may have met the SDK's own deadline.
+                if a == Err(CacheError::Timeout) || b == Err(CacheError::Timeout) {
+                    self.timed_out(started);
+                }
+                (a, b)
+            }
             Err(e) => (Err(e.clone()), Err(e)),
-        };
-        if results.0 == Err(CacheError::Timeout) || results.1 == Err(CacheError::Timeout) {
-            self.timed_out(started);
         }
-        results
     }
-}
-
-/// Runs a cache call within what is left of the request's cache budget,
-/// charges the budget the time it took and adds that time to `took`.
-async fn within<T>(
-    budget: &mut Duration,
-    took: &mut Option<Duration>,
-    call: impl Future<Output = Result<T, CacheError>>,
-) -> Result<T, CacheError> {
-    if budget.is_zero() {
-        return Err(CacheError::Timeout);
-    }
-    let started = Instant::now();
-    let result = tokio::time::timeout(*budget, call).await;
-    let elapsed = started.elapsed();
-    *took = Some(took.unwrap_or_default() + elapsed);
-    *budget = budget.saturating_sub(elapsed);
-    result.unwrap_or(Err(CacheError::Timeout))
 }
 
 /// Whether a token expiring at `exp` may still be handed out at `now`: the

@@ -165,11 +165,15 @@ async fn configured_cache_name_and_ttls_reach_the_wire() {
     let vendor = vendor_with_key(&standin, &v1_api_key(SECRET, "momento.localhost"), &extra);
     // The caller as the function builds it from this configuration.
     let identification = Identification::from_config(&config(&standin, &extra));
-    let caller = Caller::anonymous(
-        "203.0.113.10".parse().unwrap(),
-        identification.policy.grant(None, &[]),
-        &identification.cache,
-    );
+    // The order event's caller, 203.0.113.10, as the function identifies it.
+    let event = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/events/rest-get-tokens-order.json"
+    ))
+    .unwrap();
+    let caller = identification
+        .identify(&lambda_http::request::from_str(&event).unwrap())
+        .unwrap();
     assert_eq!(caller.cache_key, "203.0.113.10-token");
     vendor.vend(&caller).await.unwrap();
     let recorded = standin.recorded();
