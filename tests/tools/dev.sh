@@ -83,6 +83,12 @@ while IFS= read -r line <&5; do
   case "$line" in *"starting Runtime server"*) break ;; esac
 done
 sed -u '' <&5 &
+# cargo-lambda logs that line before its listener accepts: READY only once it does
+# (a test that connected on READY was refused now and then).
+for _ in $(seq 1 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/${DEV_PORT}") 2>/dev/null && break
+  sleep 0.1
+done
 
 cat <<MSG
 
