@@ -84,7 +84,7 @@ sam-local: tools sam-build
 ## browser: dev server + stand-in, cargo lambda invoke of every event, headless Chromium cross-origin test
 browser: tools browser-tools
 	mkdir -p $(OUT)
-	node --test $(BROWSER_DIR)/tvm-client.test.mjs
+	node --test $(BROWSER_DIR)/tvm-client.test.mjs $(BROWSER_DIR)/order-updates.test.mjs
 	node $(BROWSER_DIR)/browser.test.mjs
 
 # Each benchmark once, in the test profile: proves the bench code builds and runs (no timings).
