@@ -801,6 +801,31 @@ def check_names(repo, problems):
             problems.append(f"{page}: `https://<...Endpoint>`: the outputs already start with https://")
 
 
+# Paths the docs may name that a build or a test run makes (not in a checkout).
+GENERATED = ("test-output/", ".aws-sam/", "target/", ".venv/", "web/vendor/", "web/node_modules/",
+             "tests/browser/node_modules/", "env.json")
+PATH_LIKE = re.compile(r"^(?:[\w.-]+/)*[\w.-]+\.(?:rs|js|mjs|html|yaml|yml|json|toml|sh|py|md|txt)$|^(?:[\w.-]+/)+$")
+TOP = ("src/", "tests/", "web/", "events/", "benches/", "docs/", "examples/", ".ci/")
+
+
+def check_paths(repo, problems):
+    """Every repo path in inline code (`src/token.rs`, `web/`) and every line of a layout block
+    (after `<!-- layout -->`) names something that exists."""
+    for page, text in repo.pages.items():
+        prose, blocks = split_code(text)
+        named = [c for c in inline_code(prose) if PATH_LIKE.match(c) and (c.startswith(TOP) or "/" not in c)]
+        for block, marker in blocks:
+            if marker == "<!-- layout -->":
+                named += [line.split()[0] for line in block.split("\n") if line.strip()]
+        for path in named:
+            if path.startswith(GENERATED):
+                continue
+            if "/" not in path and not path.endswith((".md", ".yaml", ".toml")):
+                continue  # a bare module name (tvm-client.js) need not be at the top level
+            if not os.path.exists(os.path.join(repo.root, path)):
+                problems.append(f"{page}: `{path}`: no such file or directory in the repo")
+
+
 def run_checks(root):
     repo = Repo(root)
     problems, notes = [], set()
@@ -812,6 +837,7 @@ def run_checks(root):
     check_sam_commands(repo, problems, notes)
     check_aws_commands(repo, problems)
     check_names(repo, problems)
+    check_paths(repo, problems)
     return problems, notes
 
 
@@ -819,18 +845,16 @@ def run_checks(root):
 
 
 def scratch_copy(root, into):
-    for rel in ["README.md", "template.yaml", "samconfig.toml", "Makefile", "LICENSE",
-                "order-openapi.yaml", "admin-openapi.yaml"]:
-        if os.path.exists(os.path.join(root, rel)):
-            shutil.copy(os.path.join(root, rel), os.path.join(into, rel))
-    for rel in ["docs", "web", "events", "examples"]:
-        if os.path.isdir(os.path.join(root, rel)):
-            shutil.copytree(os.path.join(root, rel), os.path.join(into, rel),
-                            ignore=shutil.ignore_patterns("node_modules", ".aws-sam"))
-    for folder in ["tests", "benches"]:
-        os.makedirs(os.path.join(into, folder), exist_ok=True)
-        for path in glob.glob(os.path.join(root, folder, "*.rs")):
-            shutil.copy(path, os.path.join(into, folder))
+    """The repo without builds, tools and history: what the docs may name."""
+    skip = shutil.ignore_patterns(".git", "target", ".venv", "node_modules", ".aws-sam", "test-output", "vendor")
+    for name in os.listdir(root):
+        src, dst = os.path.join(root, name), os.path.join(into, name)
+        if skip(root, [name]):
+            continue
+        if os.path.isdir(src):
+            shutil.copytree(src, dst, ignore=skip, symlinks=True)
+        else:
+            shutil.copy(src, dst)
 
 
 def edit(path, change):
@@ -890,6 +914,7 @@ def self_test(root):
          ("README.md", lambda s: re.sub(r"^Disable rollback.*\n", "", s, count=1, flags=re.M)), "missing ['Disable rollback']"),
         ("a wrong default at a guided prompt",
          ("README.md", lambda s: s.replace("Parameter CacheName [pizza]", "Parameter CacheName [pasta]", 1)), "shows [pasta]"),
+        ("a path that does not exist", append(page, "See `src/vending.rs`.\n"), "no such file or directory"),
         ("a make target that does not exist", append(page, "`make no-such-target`\n"), "no such Makefile target"),
         ("an AWS CLI option the API does not have",
          append(page, "```sh\naws cognito-idp create-group --user-pool-id x --group staff\n```\n"), "has no option --group"),
