@@ -10,7 +10,9 @@
   fail; each `--parameter-overrides` pair must reach SAM whole (the value SAM's
   CfnParameterOverridesType yields equals the shell word after `Name=`), name a parameter of
   the template the command targets, and satisfy its constraints; a `TokenScopes` value must be
-  JSON (and, when TVM_CONFIG_CHECK names the function's configuration checker, pass it);
+  JSON equal to one of the policy files docs/*scopes*.json (which the Rust tests parse with the
+  function's own ScopePolicy), and, when TVM_CONFIG_CHECK names the function's configuration
+  checker, pass it;
 - the `sam deploy --guided` transcript after `<!-- sam deploy --guided -->` lists exactly the
   prompts the installed SAM CLI asks for template.yaml (read from samcli's source, its
   auth check run on the template), in order, with the template's defaults;
@@ -355,12 +357,26 @@ def value_problem(name, spec, value):
     return None
 
 
-def check_scope_policy(value, caller_identity):
-    """A TokenScopes value: JSON, then the function's own configuration check when available."""
+def policy_files(root):
+    """The documented scope policies: docs/*scopes*.json (the function's own parser reads them in
+    the Rust tests, so a policy the docs pass is one the function accepts)."""
+    out = {}
+    for path in sorted(glob.glob(os.path.join(root, "docs", "*scopes*.json"))):
+        with open(path) as f:
+            out[os.path.relpath(path, root)] = json.load(f)
+    return out
+
+
+def check_scope_policy(root, value, caller_identity):
+    """A TokenScopes value: JSON, one of the policy files, then the function's own
+    configuration check when available."""
     try:
-        json.loads(value)
+        policy = json.loads(value)
     except ValueError as e:
         return f"not JSON ({e})"
+    files = policy_files(root)
+    if policy not in files.values():
+        return f"the policy is none of the documented policy files {sorted(files)}: put it in one (docs/<name>-scopes.json)"
     checker = os.environ.get("TVM_CONFIG_CHECK")
     if checker:
         env = dict(os.environ, TOKEN_SCOPES=value, CALLER_IDENTITY=caller_identity, CACHE_NAME="pizza")
@@ -469,11 +485,11 @@ def sam_command_problems(repo, page, shown, words, cwd, written, click, notes, i
                 out.append(f"{page}: --parameter-overrides {name}={got}: {why}")
         if name == "TokenScopes" and got:
             identity = "cognito" if overrides.get("UserPoolArn") else "source-ip"
-            why = check_scope_policy(got, identity)
+            why = check_scope_policy(repo.root, got, identity)
             if why:
                 out.append(f"{page}: --parameter-overrides TokenScopes: {why}")
             elif not os.environ.get("TVM_CONFIG_CHECK"):
-                notes.add("TokenScopes values checked as JSON only: TVM_CONFIG_CHECK (the function's own check) is not set")
+                notes.add("TokenScopes values: JSON and equal to a docs/*scopes*.json policy; TVM_CONFIG_CHECK (the function's own check) is not set")
     for name in overrides:
         if name not in [n for n, _ in pairs]:
             out.append(f"{page}: --parameter-overrides: SAM reads a pair {name}= the shell words do not show")
@@ -896,6 +912,8 @@ def self_test(root):
          append(page, "```sh\nsam deploy --parameter-overrides TokenTtlSeconds=30\n```\n"), "outside"),
         ("a TokenScopes value that is not JSON",
          append(page, "```sh\nsam deploy --parameter-overrides 'TokenScopes=\"{default\"'\n```\n"), "not JSON"),
+        ("a TokenScopes value that is no documented policy",
+         append(page, "```sh\nsam deploy --parameter-overrides 'TokenScopes=\"{\\\"default\\\":[]}\"'\n```\n"), "none of the documented policy files"),
         ("an option SAM CLI does not have",
          append(page, "```sh\nsam deploy --no-such-option\n```\n"), "No such option"),
         ("a sam command that does not exist", append(page, "```sh\nsam deplyo\n```\n"), "no such command"),
