@@ -484,6 +484,7 @@ def sam_command_problems(repo, page, shown, words, cwd, written, click, notes, i
             if why:
                 out.append(f"{page}: --parameter-overrides {name}={got}: {why}")
         if name == "TokenScopes" and got:
+            notes.add("checked-token-scopes")
             identity = "cognito" if overrides.get("UserPoolArn") else "source-ip"
             why = check_scope_policy(repo.root, got, identity)
             if why:
@@ -851,6 +852,10 @@ def run_checks(root):
     check_parameter_table(repo, problems)
     check_guided(repo, problems)
     check_sam_commands(repo, problems, notes)
+    if "checked-token-scopes" in notes:
+        notes.discard("checked-token-scopes")
+    else:
+        problems.append("no documented `sam deploy --parameter-overrides` passes TokenScopes (the signed-in deploy)")
     check_aws_commands(repo, problems)
     check_names(repo, problems)
     check_paths(repo, problems)
@@ -924,6 +929,9 @@ def self_test(root):
         ("a README over the limit", ("README.md", lambda s: s + "\n" + "x" * README_LIMIT + "\n"), "bytes, more than"),
         ("README sections out of order",
          ("README.md", lambda s: s.replace("## Browser\n", "## Browsers\n", 1)), "README sections are"),
+        ("the signed-in deploy command gone",
+         (page, lambda s: re.sub(r"^sam deploy --parameter-overrides UserPoolArn.*\n.*TokenScopes.*\n", "", s, flags=re.M)),
+         "passes TokenScopes"),
         ("a page nothing links to", ("docs/orphan.md", None), "not reachable"),
         ("a wrong default in the parameters table", readme_row("CacheName", 3, "`pasta`"), "default is 'pizza'"),
         ("wrong bounds in the parameters table", readme_row("TokenTtlSeconds", 2, "1..=86400"), "bounds are 120..="),
