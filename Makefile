@@ -55,27 +55,42 @@ packaging: tools spec-lint sam-build
 
 spec-lint: tools
 	sam validate --lint
-	cfn-lint template.yaml
+	cfn-lint template.yaml $(EXAMPLE)/template.yaml
+	cd $(EXAMPLE) && sam validate --lint
 	$(VENV)/bin/python tests/tools/sam-translate.py
+	$(VENV)/bin/python tests/tools/example-translate.py $(EXAMPLE)
 	$(VENV)/bin/python tests/tools/check-readme.py
-	# Each spec as API Gateway receives it, with and without a user pool.
+	# Each spec as API Gateway receives it, with and without a user pool (the example's too).
 	mkdir -p $(OUT)/openapi
 	for mode in open with-user-pool; do \
-		for spec in order-openapi.yaml admin-openapi.yaml; do \
-			$(VENV)/bin/python tests/tools/render-openapi.py $$mode $$spec $(OUT)/openapi/$$mode-$$spec; \
-			openapi-spec-validator $(OUT)/openapi/$$mode-$$spec; \
+		for spec in order-openapi.yaml admin-openapi.yaml $(EXAMPLE)/order-openapi.yaml $(EXAMPLE)/admin-openapi.yaml; do \
+			out=$(OUT)/openapi/$$mode-$$(echo $$spec | tr / -); \
+			$(VENV)/bin/python tests/tools/render-openapi.py $$mode $$spec $$out; \
+			openapi-spec-validator $$out; \
 		done; \
 	done
 
-# No aarch64 Rust standard library here, so CI builds the x86_64 variant; the template stays arm64.
+# No aarch64 Rust standard library here, so the test builds are x86_64, each in its own build
+# directory: `.aws-sam/build`, where a plain `sam deploy` (arm64 by default) reads, never holds
+# one. The example app (examples/pizza-app, the template nested in an existing app) is built too.
+TEST_BUILD_DIR := .aws-sam/build-x86_64
+EXAMPLE := examples/pizza-app
+EXAMPLE_BUILD_DIR := $(CURDIR)/.aws-sam/build-pizza-app-x86_64
+export TEST_BUILD_DIR EXAMPLE EXAMPLE_BUILD_DIR
 sam-build: tools
-	sam build --parameter-overrides Architecture=x86_64
-	test -x .aws-sam/build/TokenVendingMachineFunction/bootstrap
-	@ls -l .aws-sam/build/TokenVendingMachineFunction/bootstrap
+	sam build --build-dir $(TEST_BUILD_DIR) --parameter-overrides Architecture=x86_64
+	tests/tools/check-arch.sh $(TEST_BUILD_DIR)/TokenVendingMachineFunction/bootstrap x86_64
+	@ls -l $(TEST_BUILD_DIR)/TokenVendingMachineFunction/bootstrap
 	# Amazon Linux 2023 has glibc 2.34: the built bootstrap must need nothing newer,
 	# and the check must be able to fail (a limit below what any binary needs).
-	tests/tools/check-glibc.sh .aws-sam/build/TokenVendingMachineFunction/bootstrap 2.34
-	! tests/tools/check-glibc.sh .aws-sam/build/TokenVendingMachineFunction/bootstrap 2.2 2>/dev/null
+	tests/tools/check-glibc.sh $(TEST_BUILD_DIR)/TokenVendingMachineFunction/bootstrap 2.34
+	! tests/tools/check-glibc.sh $(TEST_BUILD_DIR)/TokenVendingMachineFunction/bootstrap 2.2 2>/dev/null
+	cd $(EXAMPLE) && sam build --beta-features --build-dir $(EXAMPLE_BUILD_DIR) --parameter-overrides Architecture=x86_64
+	tests/tools/check-arch.sh $(EXAMPLE_BUILD_DIR)/TokenVendingMachine/TokenVendingMachineFunction/bootstrap x86_64
+	# Where `sam deploy` reads: no build at all, or the default arm64 one.
+	if [ -e .aws-sam/build/TokenVendingMachineFunction/bootstrap ]; then \
+		tests/tools/check-arch.sh .aws-sam/build/TokenVendingMachineFunction/bootstrap aarch64; \
+	else echo ".aws-sam/build holds no bootstrap"; fi
 
 ## sam-local: sam local invoke of every event and sam local start-api + curl, in Docker (starts and stops its own dockerd when none runs)
 sam-local: tools sam-build

@@ -15,7 +15,11 @@
 #      tests/event-expectations.json; null = an invocation error), and of the
 #      files tests/event-expectations-cognito.json lists with CALLER_IDENTITY=cognito, then
 #      `sam local start-api` on a loopback port: GET /tokens twice (200, same
-#      token) and a POST.
+#      token) and a POST (the function's 405: the specs route every method);
+#   5. `sam local invoke` of a token event against examples/pizza-app, the
+#      template nested in an existing app (TokenVendingMachine/TokenVendingMachineFunction).
+# Everything runs on the x86_64 test builds `make sam-build` makes in their own
+# build directories (TEST_BUILD_DIR, EXAMPLE_BUILD_DIR), never .aws-sam/build.
 # Everything it starts is stopped by PID and removed in a trap, even on failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,6 +28,9 @@ export PATH="$ROOT/.venv/bin:$PATH" SAM_CLI_TELEMETRY=0
 BASE_IMAGE=public.ecr.aws/lambda/provided:al2023-x86_64
 INVOKE_IMAGE=tvm-sam-local-invoke:test
 PARAMS=(--parameter-overrides "Architecture=x86_64 MomentoApiKey=unused-locally")
+BUILD_DIR="$ROOT/${TEST_BUILD_DIR:-.aws-sam/build-x86_64}"
+EXAMPLE_DIR="$ROOT/${EXAMPLE:-examples/pizza-app}"
+EXAMPLE_BUILD="${EXAMPLE_BUILD_DIR:-$ROOT/.aws-sam/build-pizza-app-x86_64}"
 work=$(mktemp -d /tmp/tvm-sam-local.XXXXXX)
 started=$(date +%s)
 step() { echo "[sam-local +$(( $(date +%s) - started ))s] $*"; }
@@ -143,12 +150,17 @@ EOF
 # Fake credentials for the SDK's signer; the stand-in checks none, and nothing reaches AWS.
 export AWS_ACCESS_KEY_ID=AKIDSAMLOCAL AWS_SECRET_ACCESS_KEY=sam-local-not-a-secret AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
 unset AWS_PROFILE AWS_SESSION_TOKEN
-SAM_LOCAL=(--skip-pull-image --invoke-image "$INVOKE_IMAGE" "${PARAMS[@]}")
+SAM_LOCAL=(--template "$BUILD_DIR/template.yaml" --skip-pull-image --invoke-image "$INVOKE_IMAGE" "${PARAMS[@]}")
 
 # --- build -----------------------------------------------------------------------
-if [ ! -x .aws-sam/build/TokenVendingMachineFunction/bootstrap ] || [ -n "${SAM_LOCAL_REBUILD:-}" ]; then
-  step "sam build (x86_64)"
-  sam build "${PARAMS[@]}" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+# The x86_64 test builds, each in its own directory (never .aws-sam/build, where `sam deploy` reads).
+if [ ! -x "$BUILD_DIR/TokenVendingMachineFunction/bootstrap" ] || [ -n "${SAM_LOCAL_REBUILD:-}" ]; then
+  step "sam build (x86_64) into $BUILD_DIR"
+  sam build --build-dir "$BUILD_DIR" "${PARAMS[@]}" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+fi
+if [ ! -x "$EXAMPLE_BUILD/TokenVendingMachine/TokenVendingMachineFunction/bootstrap" ] || [ -n "${SAM_LOCAL_REBUILD:-}" ]; then
+  step "sam build of the example (x86_64) into $EXAMPLE_BUILD"
+  (cd "$EXAMPLE_DIR" && sam build --beta-features --build-dir "$EXAMPLE_BUILD" "${PARAMS[@]}") >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 fi
 
 # --- 4a. sam local invoke of every sample event, in both identity modes ----------
@@ -212,7 +224,25 @@ assert first[-1] == "200" and second[-1] == "200", (first, second)
 a, b = json.loads(first[0]), json.loads(second[0])
 assert a["token"] and a["exp"] > time.time() + 60, a
 assert (a["token"], a["exp"]) == (b["token"], b["exp"]), "the same caller gets the same token"
-# start-api mounts only GET /tokens: SAM itself answers other methods.
-assert post[-1] in ("403", "405"), post
+# The specs route every method of /tokens to the function: its 405, not SAM's 403.
+assert post[-1] == "405", post
+assert json.loads(post[0]) == {"message": "Method not allowed"}, post
 EOF
-step "start-api: two GETs 200 with the same token; POST answered $(tail -n1 <<<"$post")"
+step "start-api: two GETs 200 with the same token; POST the function's 405"
+
+# --- 5. the example app: the template nested in an existing app ------------------
+cat >"$work/env-example.json" <<EOF
+{ "TokenVendingMachineFunction": { "SECRET_ID": "$(val SECRET_ID)" } }
+EOF
+out=$(sam local invoke TokenVendingMachine/TokenVendingMachineFunction -e events/rest-get-tokens-order.json \
+  --template "$EXAMPLE_BUILD/template.yaml" --skip-pull-image --invoke-image "$INVOKE_IMAGE" \
+  --parameter-overrides "Architecture=x86_64 MomentoApiKey=unused-locally" --env-vars "$work/env-example.json" \
+  2>"$work/invoke.err" | tail -n 1) || true
+python3 - "$out" <<'EOF' || { sed -n '1,60p' "$work/invoke.err"; exit 1; }
+import json, sys, time
+answer = json.loads(sys.argv[1])
+assert answer["statusCode"] == 200, answer
+body = json.loads(answer["body"])
+assert body["token"] and body["exp"] > time.time() + 60, body
+EOF
+step "example app: sam local invoke TokenVendingMachine/TokenVendingMachineFunction -e events/rest-get-tokens-order.json: 200 with a token"
