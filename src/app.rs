@@ -9,7 +9,6 @@
 //! rotated or revoked), the clients are dropped and the next request reads the
 //! key again. Every request ends in exactly one structured log line.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -20,20 +19,12 @@ use crate::caller::{Caller, Identification};
 use crate::error::{InitError, MintError};
 use crate::http::{self, Rejection, Route};
 use crate::outcome::Outcome;
-use crate::vending::{now_epoch, CallTimings, TokenCache, TokenMinter, Vendor};
+use crate::token::now_epoch;
+use crate::vending::{CallTimings, Initializer, Vendor, WarmUp};
 
 /// How long INIT may spend initialising before it leaves the rest to the
 /// first request (Lambda allows INIT 10 s; a healthy one takes milliseconds).
 pub const PREPARE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Builds the vendor: reads the key and constructs the clients.
-pub trait Initializer: Send + Sync {
-    type Cache: TokenCache;
-    type Minter: TokenMinter;
-    fn init(
-        &self,
-    ) -> impl Future<Output = Result<Vendor<Self::Cache, Self::Minter>, InitError>> + Send;
-}
 
 type SharedVendor<I> = Arc<Vendor<<I as Initializer>::Cache, <I as Initializer>::Minter>>;
 
@@ -123,13 +114,28 @@ impl<I: Initializer> App<I> {
         let shared_key = self.identification.shared_key();
         let prepared = tokio::time::timeout(within, async {
             let vendor = self.vendor().await?;
-            Ok::<bool, InitError>(vendor.warm_up(shared_key).await)
+            Ok::<WarmUp, InitError>(vendor.warm_up(shared_key).await)
         })
         .await;
         let prepare_ms = millis(started.elapsed());
         match prepared {
-            Ok(Ok(cache_reached)) => {
-                tracing::info!(prepare_ms, cache_reached, "initialised during INIT")
+            Ok(Ok(WarmUp::Reached)) => {
+                tracing::info!(prepare_ms, cache_reached = true, "initialised during INIT")
+            }
+            Ok(Ok(WarmUp::Unreached(cause))) => tracing::info!(
+                prepare_ms,
+                cache_reached = false,
+                cause,
+                "initialised during INIT; the cache was not reached"
+            ),
+            Ok(Ok(WarmUp::KeyRejected)) => {
+                // No request is answered with clients Momento refuses: the
+                // first one reads the key again (a rotation may have fixed it).
+                *self.slot() = None;
+                tracing::error!(
+                    prepare_ms,
+                    "Momento refused the API key during INIT; clients dropped, the first request reads the key again"
+                )
             }
             Ok(Err(e)) => tracing::warn!(
                 prepare_ms,
@@ -214,7 +220,9 @@ impl<I: Initializer> App<I> {
                     e.to_string()
                 };
                 let outcome = match e {
-                    MintError::CacheNotFound(_) => Outcome::Misconfigured,
+                    MintError::CacheNotFound(_) | MintError::PermissionDenied(_) => {
+                        Outcome::Misconfigured
+                    }
                     _ => Outcome::Error,
                 };
                 let mut served =
@@ -494,6 +502,43 @@ mod tests {
         app.initializer.minter.on_mint(Behaviour::Work);
         assert_eq!(status(&app, "rest-get-tokens-admin.json").await, 200);
         assert_eq!(app.initializer.attempts(), 2, "re-initialised once");
+    }
+
+    #[tokio::test]
+    async fn a_mint_the_key_may_not_make_keeps_the_clients_and_is_misconfigured() {
+        let app = app();
+        app.initializer.minter.on_mint(Behaviour::Deny);
+        // Nothing fresh to share: the opaque 500.
+        let r = app.handle(event("rest-get-tokens-order.json")).await;
+        assert_opaque_500(&r);
+        assert!(app.is_initialized(), "a denied mint is not a refused key");
+        app.initializer.minter.on_mint(Behaviour::Work);
+        assert_eq!(status(&app, "rest-get-tokens-order.json").await, 200);
+        assert_eq!(app.initializer.attempts(), 1, "the key was not read again");
+    }
+
+    #[tokio::test]
+    async fn a_key_refused_during_init_is_not_kept_for_the_first_request() {
+        let app = app();
+        app.initializer.cache.on_get(Behaviour::Reject);
+        app.prepare(PREPARE_TIMEOUT).await;
+        assert!(!app.is_initialized(), "INIT dropped the refused clients");
+        assert_eq!(app.initializer.attempts(), 1);
+        app.initializer.cache.on_get(Behaviour::Work);
+        assert_eq!(status(&app, "rest-get-tokens-order.json").await, 200);
+        assert_eq!(
+            app.initializer.attempts(),
+            2,
+            "the first request read the key again"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreached_cache_during_init_keeps_the_clients() {
+        let app = app();
+        app.initializer.cache.on_get(Behaviour::Fail);
+        app.prepare(PREPARE_TIMEOUT).await;
+        assert!(app.is_initialized());
     }
 
     #[tokio::test]

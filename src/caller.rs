@@ -198,10 +198,6 @@ impl Identification {
         Self::new(IdentityMode::SourceIp, ScopePolicy::builtin(cache), cache)
     }
 
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        Self::new(config.identity, config.scopes.clone(), &config.cache_name)
-    }
-
     pub fn mode(&self) -> IdentityMode {
         self.mode
     }

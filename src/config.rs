@@ -9,12 +9,27 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::caller::IdentityMode;
+use crate::caller::{Identification, IdentityMode};
 use crate::scope::ScopePolicy;
-use crate::vending::REFRESH_MARGIN;
+use crate::token::REFRESH_MARGIN;
 
-/// Momento allows disposable tokens of up to 25 h; we cap at one day.
-pub const MAX_TOKEN_TTL_SECONDS: u64 = 86_400;
+/// The bounds of the two lifetimes, in seconds: the one home that the
+/// template's parameters and the README's table are checked against.
+///
+/// A token must outlive the refresh margin by at least as much again, or it
+/// could be reused for under a minute; Momento lets a disposable token live
+/// at most 25 h. A cache entry lives at least a minute (shorter would turn
+/// the cache into a mint per visit) and is clamped at start to the token's
+/// usable life (its lifetime less the refresh margin), so any pair within
+/// these bounds works.
+pub const TOKEN_TTL_SECONDS: std::ops::RangeInclusive<u64> =
+    2 * REFRESH_MARGIN.as_secs()..=MAX_TOKEN_TTL_SECONDS;
+pub const CACHE_TTL_SECONDS: std::ops::RangeInclusive<u64> = 60..=MAX_TOKEN_TTL_SECONDS;
+/// Momento's limit on a disposable token's lifetime: 25 h.
+pub const MAX_TOKEN_TTL_SECONDS: u64 = 25 * 3600;
+/// The defaults: the seed's one-hour token, reused for 55 minutes.
+pub const DEFAULT_TOKEN_TTL_SECONDS: u64 = 3600;
+pub const DEFAULT_CACHE_TTL_SECONDS: u64 = 3300;
 
 /// Where the Momento API key comes from.
 #[derive(Debug, Clone)]
@@ -46,13 +61,23 @@ pub struct Config {
     pub endpoint_override: Option<EndpointOverride>,
     pub cache_name: String,
     pub token_ttl: Duration,
+    /// The cache TTL in force: `CACHE_TTL_SECONDS`, clamped to the token's
+    /// usable life.
     pub cache_ttl: Duration,
+    /// Set when `CACHE_TTL_SECONDS` asked for more than the token's usable
+    /// life: what was asked (the start-up WARN line says so).
+    pub cache_ttl_clamped_from: Option<Duration>,
     pub cors_allow_origin: String,
     /// `CALLER_IDENTITY`: how callers are told apart.
     pub identity: IdentityMode,
     /// `TOKEN_SCOPES`: what each caller's token may do.
     pub scopes: ScopePolicy,
 }
+
+/// The opt-in for anonymous callers that may publish (`source-ip` mode with a
+/// `default` that grants `publish`): everyone on the internet could then
+/// write to those topics, so it must be asked for by name.
+pub const ALLOW_ANONYMOUS_PUBLISH: &str = "ALLOW_ANONYMOUS_PUBLISH";
 
 /// A configuration variable that is missing or has a bad value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,23 +149,34 @@ impl Config {
             ));
         }
 
-        let token_ttl = parse_seconds(&get, "TOKEN_TTL_SECONDS", 3600)?;
-        let margin = REFRESH_MARGIN.as_secs();
-        if !(margin + 1..=MAX_TOKEN_TTL_SECONDS).contains(&token_ttl) {
+        let token_ttl = parse_seconds(&get, "TOKEN_TTL_SECONDS", DEFAULT_TOKEN_TTL_SECONDS)?;
+        if !TOKEN_TTL_SECONDS.contains(&token_ttl) {
+            let margin = REFRESH_MARGIN.as_secs();
             return Err(bad(
                 "TOKEN_TTL_SECONDS",
                 format!(
-                    "must be more than the {margin} s refresh margin (a token is never handed out in its last {margin} s) and at most {MAX_TOKEN_TTL_SECONDS}"
+                    "must be {} to {} s (Momento's 25 h); a token is never handed out in its last {margin} s, so a shorter one could hardly be reused",
+                    TOKEN_TTL_SECONDS.start(),
+                    TOKEN_TTL_SECONDS.end()
                 ),
             ));
         }
-        let cache_ttl = parse_seconds(&get, "CACHE_TTL_SECONDS", 3300)?;
-        if cache_ttl == 0 || cache_ttl >= token_ttl {
+        let requested_cache_ttl =
+            parse_seconds(&get, "CACHE_TTL_SECONDS", DEFAULT_CACHE_TTL_SECONDS)?;
+        if !CACHE_TTL_SECONDS.contains(&requested_cache_ttl) {
             return Err(bad(
                 "CACHE_TTL_SECONDS",
-                "must be at least 1 and less than TOKEN_TTL_SECONDS (a cached token must not outlive itself)",
+                format!(
+                    "must be {} to {} s",
+                    CACHE_TTL_SECONDS.start(),
+                    CACHE_TTL_SECONDS.end()
+                ),
             ));
         }
+        let usable_life = token_ttl - REFRESH_MARGIN.as_secs();
+        let cache_ttl = requested_cache_ttl.min(usable_life);
+        let cache_ttl_clamped_from =
+            (cache_ttl < requested_cache_ttl).then(|| Duration::from_secs(requested_cache_ttl));
 
         let cors_allow_origin = get("CORS_ALLOW_ORIGIN").unwrap_or_else(|| "*".to_string());
         if !cors_allow_origin
@@ -163,6 +199,22 @@ impl Config {
             Some(json) => ScopePolicy::parse(&json, identity == IdentityMode::Cognito)
                 .map_err(|reason| bad("TOKEN_SCOPES", reason))?,
         };
+        let anonymous_may_publish = match get(ALLOW_ANONYMOUS_PUBLISH).as_deref().map(str::trim) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(bad(ALLOW_ANONYMOUS_PUBLISH, "must be true or false")),
+        };
+        if identity == IdentityMode::SourceIp
+            && scopes.default_may_publish()
+            && !anonymous_may_publish
+        {
+            return Err(bad(
+                "TOKEN_SCOPES",
+                format!(
+                    "default grants publish, and in source-ip mode every caller on the internet gets default: grant publish to signed-in groups (CALLER_IDENTITY=cognito), or set {ALLOW_ANONYMOUS_PUBLISH}=true if anonymous callers really may publish"
+                ),
+            ));
+        }
 
         Ok(Config {
             key_source,
@@ -170,10 +222,18 @@ impl Config {
             cache_name,
             token_ttl: Duration::from_secs(token_ttl),
             cache_ttl: Duration::from_secs(cache_ttl),
+            cache_ttl_clamped_from,
             cors_allow_origin,
             identity,
             scopes,
         })
+    }
+}
+
+impl Config {
+    /// How callers are told apart and what they are granted, from this configuration.
+    pub fn identification(&self) -> Identification {
+        Identification::new(self.identity, self.scopes.clone(), &self.cache_name)
     }
 }
 
@@ -237,6 +297,7 @@ mod tests {
         assert_eq!(c.endpoint_override, None);
         assert_eq!(c.identity, IdentityMode::SourceIp);
         assert_eq!(c.scopes, ScopePolicy::builtin("pizza"));
+        assert_eq!(c.cache_ttl_clamped_from, None);
     }
 
     #[test]
@@ -312,10 +373,13 @@ mod tests {
             ("TOKEN_TTL_SECONDS", "soon", "TOKEN_TTL_SECONDS"),
             ("TOKEN_TTL_SECONDS", "0", "TOKEN_TTL_SECONDS"),
             ("TOKEN_TTL_SECONDS", "30", "TOKEN_TTL_SECONDS"),
-            ("TOKEN_TTL_SECONDS", "86401", "TOKEN_TTL_SECONDS"),
+            ("TOKEN_TTL_SECONDS", "119", "TOKEN_TTL_SECONDS"),
+            ("TOKEN_TTL_SECONDS", "90001", "TOKEN_TTL_SECONDS"),
             ("TOKEN_TTL_SECONDS", "-5", "TOKEN_TTL_SECONDS"),
-            ("CACHE_TTL_SECONDS", "3600", "CACHE_TTL_SECONDS"),
+            ("CACHE_TTL_SECONDS", "59", "CACHE_TTL_SECONDS"),
+            ("CACHE_TTL_SECONDS", "90001", "CACHE_TTL_SECONDS"),
             ("CACHE_TTL_SECONDS", "0", "CACHE_TTL_SECONDS"),
+            ("ALLOW_ANONYMOUS_PUBLISH", "yes", "ALLOW_ANONYMOUS_PUBLISH"),
             ("CACHE_TTL_SECONDS", "1.5", "CACHE_TTL_SECONDS"),
             ("CACHE_NAME", "pizza/box", "CACHE_NAME"),
             ("CORS_ALLOW_ORIGIN", "a\nb", "CORS_ALLOW_ORIGIN"),
@@ -340,26 +404,70 @@ mod tests {
     }
 
     #[test]
-    fn a_cache_ttl_not_below_the_token_ttl_names_both_variables() {
-        let err = config(&[
-            ("SECRET_ID", "s"),
-            ("TOKEN_TTL_SECONDS", "600"),
-            ("CACHE_TTL_SECONDS", "600"),
-        ])
-        .unwrap_err();
-        assert_eq!(err.variable, "CACHE_TTL_SECONDS");
-        assert!(err.to_string().contains("TOKEN_TTL_SECONDS"), "{err}");
+    fn every_pair_within_the_bounds_is_accepted_and_the_cache_ttl_clamped_to_the_usable_life() {
+        let margin = REFRESH_MARGIN.as_secs();
+        let edges =
+            |r: &std::ops::RangeInclusive<u64>| [*r.start(), *r.start() + 1, 3300, 3600, *r.end()];
+        for token in edges(&TOKEN_TTL_SECONDS) {
+            for cache in edges(&CACHE_TTL_SECONDS) {
+                let c = config(&[
+                    ("SECRET_ID", "s"),
+                    ("TOKEN_TTL_SECONDS", &token.to_string()),
+                    ("CACHE_TTL_SECONDS", &cache.to_string()),
+                ])
+                .unwrap_or_else(|e| panic!("{token}/{cache}: {e}"));
+                let usable = token - margin;
+                assert_eq!(
+                    c.cache_ttl,
+                    Duration::from_secs(cache.min(usable)),
+                    "{token}/{cache}"
+                );
+                assert!(
+                    c.cache_ttl.as_secs() >= margin,
+                    "reused for at least a minute"
+                );
+                assert_eq!(
+                    c.cache_ttl_clamped_from,
+                    (cache > usable).then(|| Duration::from_secs(cache)),
+                    "{token}/{cache}"
+                );
+            }
+        }
     }
 
     #[test]
-    fn a_token_ttl_just_above_the_refresh_margin_is_accepted() {
-        let c = config(&[
+    fn the_issue_pair_600_and_3300_starts_with_the_cache_ttl_clamped() {
+        let c = config(&[("SECRET_ID", "s"), ("TOKEN_TTL_SECONDS", "600")]).unwrap();
+        assert_eq!(c.cache_ttl, Duration::from_secs(540));
+        assert_eq!(c.cache_ttl_clamped_from, Some(Duration::from_secs(3300)));
+    }
+
+    #[test]
+    fn anonymous_publishing_needs_the_opt_in_by_name() {
+        let publishing =
+            r#"{"default": [{"role": "publish-subscribe", "cache": "pizza", "topic": "chat"}]}"#;
+        let err = config(&[("SECRET_ID", "s"), ("TOKEN_SCOPES", publishing)]).unwrap_err();
+        assert_eq!(err.variable, "TOKEN_SCOPES");
+        assert!(err.to_string().contains(ALLOW_ANONYMOUS_PUBLISH), "{err}");
+        let opted_in = config(&[
             ("SECRET_ID", "s"),
-            ("TOKEN_TTL_SECONDS", "61"),
-            ("CACHE_TTL_SECONDS", "1"),
-        ])
-        .unwrap();
-        assert_eq!(c.token_ttl, Duration::from_secs(61));
+            ("TOKEN_SCOPES", publishing),
+            (ALLOW_ANONYMOUS_PUBLISH, "true"),
+        ]);
+        assert!(opted_in.is_ok());
+        // Signed-in callers who get default are users the pool verified.
+        let signed_in = config(&[
+            ("SECRET_ID", "s"),
+            ("CALLER_IDENTITY", "cognito"),
+            ("TOKEN_SCOPES", publishing),
+        ]);
+        assert!(signed_in.is_ok());
+        let explicit_no = config(&[
+            ("SECRET_ID", "s"),
+            ("TOKEN_SCOPES", publishing),
+            (ALLOW_ANONYMOUS_PUBLISH, "false"),
+        ]);
+        assert_eq!(explicit_no.unwrap_err().variable, "TOKEN_SCOPES");
     }
 
     #[test]

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::app::Initializer;
 use crate::caller::Caller;
 use crate::error::{CacheError, InitError, MintError};
-use crate::vending::{now_epoch, TokenCache, TokenMinter, VendedToken, Vendor};
+use crate::token::{now_epoch, VendedToken};
+use crate::vending::{Initializer, TokenCache, TokenMinter, Vendor};
 
 /// A scope policy the tests share: customers subscribe to their own order
 /// topic; `staff` publish and subscribe everywhere; `drivers` publish positions.
@@ -40,6 +40,10 @@ pub enum Behaviour {
     Reject,
     /// Answers "cache not found" (cache only; the cache is named `pizza`).
     Missing,
+    /// Answers "permission denied" (minter only): the key may not mint.
+    Deny,
+    /// Works, but only after this long (a slow, live Momento).
+    Slow(Duration),
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -96,7 +100,13 @@ impl MemoryCache {
 async fn act(behaviour: Behaviour) -> Result<(), CacheError> {
     match behaviour {
         Behaviour::Work | Behaviour::Discard => Ok(()),
-        Behaviour::Fail | Behaviour::Throttle => Err(CacheError::Failed("injected failure".into())),
+        Behaviour::Slow(wait) => {
+            tokio::time::sleep(wait).await;
+            Ok(())
+        }
+        Behaviour::Fail | Behaviour::Throttle | Behaviour::Deny => {
+            Err(CacheError::Failed("injected failure".into()))
+        }
         Behaviour::Reject => Err(CacheError::KeyRejected),
         Behaviour::Missing => Err(CacheError::CacheNotFound("pizza".into())),
         Behaviour::Hang => std::future::pending().await,
@@ -171,8 +181,11 @@ impl TokenMinter for CountingMinter {
         lock(&self.lifetimes).push(valid_for);
         lock(&self.callers).push(caller.clone());
         let behaviour = *lock(&self.behaviour);
+        if let Behaviour::Slow(wait) = behaviour {
+            tokio::time::sleep(wait).await;
+        }
         match behaviour {
-            Behaviour::Work | Behaviour::Discard => {
+            Behaviour::Work | Behaviour::Discard | Behaviour::Slow(_) => {
                 let n = self.minted.fetch_add(1, Ordering::SeqCst) + 1;
                 Ok(VendedToken {
                     token: format!("minted-{n}"),
@@ -184,6 +197,7 @@ impl TokenMinter for CountingMinter {
             }
             Behaviour::Throttle => Err(MintError::RateLimited),
             Behaviour::Reject => Err(MintError::KeyRejected),
+            Behaviour::Deny => Err(MintError::PermissionDenied("injected denial".into())),
             Behaviour::Hang => std::future::pending().await,
         }
     }

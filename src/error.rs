@@ -57,6 +57,11 @@ pub enum MintError {
     /// Momento refused our API key (revoked or rotated): the clients must be
     /// rebuilt from a fresh read of the key.
     KeyRejected,
+    /// Momento denied the key the permission to mint this token: it is not a
+    /// super-user key, or its permissions do not cover what `TOKEN_SCOPES`
+    /// grants. The key itself is good (clients and memory are kept); only an
+    /// operator can fix it (the text is for logs only).
+    PermissionDenied(String),
     /// The configured cache does not exist where the key points: nothing is
     /// minted (the token could subscribe to nothing) until an operator creates it.
     CacheNotFound(String),
@@ -70,6 +75,10 @@ impl fmt::Display for MintError {
             MintError::RateLimited => f.write_str("token service rate limit exceeded"),
             MintError::Timeout => f.write_str("token service timed out"),
             MintError::KeyRejected => f.write_str("Momento refused the API key"),
+            MintError::PermissionDenied(cause) => write!(
+                f,
+                "this key may not mint these tokens: use a super-user key whose permissions cover every cache and topic TOKEN_SCOPES grants ({cause})"
+            ),
             MintError::CacheNotFound(cache) => write!(
                 f,
                 "cache {cache} does not exist in this Momento account and region: create it (README, Deploy step 1) or set CACHE_NAME"

@@ -10,7 +10,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 
 use crate::caller::CallerError;
 use crate::error::MintError;
-use crate::vending::TokenAnswer;
+use crate::token::TokenAnswer;
 
 /// The only resource this function serves.
 pub const TOKENS_PATH: &str = "/tokens";
@@ -228,14 +228,17 @@ pub fn opaque_500(cors_allow_origin: &HeaderValue) -> Response<Body> {
 /// The answer when no token could be vended and nothing could be shared: a
 /// 503 with `Retry-After` when trying again shortly can work (throttled, or
 /// the token service failed or was out of reach), the generic 500 when it
-/// can't without an operator (the key was refused).
+/// can't without an operator (the key was refused or may not mint, the
+/// cache is missing).
 pub fn mint_failure_response(error: &MintError, cors_allow_origin: &HeaderValue) -> Response<Body> {
     let unavailable =
         |message| error_response(StatusCode::SERVICE_UNAVAILABLE, message, cors_allow_origin);
     match error {
         MintError::RateLimited => unavailable(RATE_LIMITED_MESSAGE),
         MintError::Timeout | MintError::Failed(_) => unavailable(UNAVAILABLE_MESSAGE),
-        MintError::KeyRejected | MintError::CacheNotFound(_) => opaque_500(cors_allow_origin),
+        MintError::KeyRejected | MintError::PermissionDenied(_) | MintError::CacheNotFound(_) => {
+            opaque_500(cors_allow_origin)
+        }
     }
 }
 

@@ -15,7 +15,10 @@
 //!   authorizer's claims) and the keys and token id that follow from it;
 //! - [`scope`]: what a token may do (`TOKEN_SCOPES`, groups, `{sub}`);
 //! - [`vending`]: the decisions, behind the [`vending::TokenCache`] and
-//!   [`vending::TokenMinter`] traits;
+//!   [`vending::TokenMinter`] traits, with its rooms for the request's
+//!   outbound calls and budget, and the container's memory;
+//! - [`token`]: the token types and the freshness rule (a leaf every
+//!   other module may read);
 //! - [`momento`], [`secrets`]: the real Momento clients and the key from
 //!   Secrets Manager;
 //! - [`config`]: the environment, validated once;
@@ -38,4 +41,5 @@ pub mod momento;
 pub mod outcome;
 pub mod scope;
 pub mod secrets;
+pub mod token;
 pub mod vending;

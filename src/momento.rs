@@ -18,13 +18,13 @@ use momento::cache::{GetResponse, SetRequest};
 use momento::{AuthClient, CacheClient, CredentialProvider, MomentoError, MomentoErrorCode};
 use secrecy::ExposeSecret;
 
-use crate::app::Initializer;
 use crate::caller::Caller;
 use crate::config::{Config, EndpointOverride, KeySource};
 use crate::error::{CacheError, InitError, MintError};
 use crate::scope::{Role, Scope, Topics};
 use crate::secrets::{client_from_env, read_momento_key, MomentoKey};
-use crate::vending::{TokenCache, TokenMinter, VendedToken, Vendor};
+use crate::token::VendedToken;
+use crate::vending::{Initializer, TokenCache, TokenMinter, Vendor};
 
 /// A client and how to build another one like it. The SDK's channels connect
 /// lazily, so a rebuild costs no I/O: the next call opens a new connection.
@@ -84,18 +84,20 @@ pub struct MomentoCache {
     cache_name: String,
 }
 
-/// Whether Momento refused our API key (revoked, rotated, or without the
-/// rights): the same answer from the cache and from the token service.
-fn key_refused(code: &MomentoErrorCode) -> bool {
-    matches!(
-        code,
-        MomentoErrorCode::AuthenticationError | MomentoErrorCode::PermissionError
-    )
-}
+// Momento refuses a revoked or rotated key with `AuthenticationError`, the
+// same answer from the cache and the token service: the key is gone and the
+// clients must be rebuilt from a fresh read. `PermissionError` is another
+// matter: the key is valid but may not do this (a key that is not a super
+// user may not mint; a fine-grained key may not touch this cache). Rebuilding
+// would read the same key again and wipe what the container remembers.
 
 fn cache_error(cache: &str, e: MomentoError) -> CacheError {
     match e.error_code {
-        code if key_refused(&code) => CacheError::KeyRejected,
+        MomentoErrorCode::AuthenticationError => CacheError::KeyRejected,
+        MomentoErrorCode::PermissionError => CacheError::Failed(format!(
+            "PermissionError: the key may not use cache {cache}: {}",
+            e.message
+        )),
         MomentoErrorCode::CacheNotFoundError => CacheError::CacheNotFound(cache.to_string()),
         // The SDK's own deadline: the same dead-connection suspicion as ours.
         MomentoErrorCode::TimeoutError => CacheError::Timeout,
@@ -168,7 +170,8 @@ fn mint_error(e: MomentoError) -> MintError {
     match e.error_code {
         MomentoErrorCode::LimitExceededError => MintError::RateLimited,
         MomentoErrorCode::TimeoutError => MintError::Timeout,
-        code if key_refused(&code) => MintError::KeyRejected,
+        MomentoErrorCode::AuthenticationError => MintError::KeyRejected,
+        MomentoErrorCode::PermissionError => MintError::PermissionDenied(e.message),
         code => MintError::Failed(format!("{code:?}: {}", e.message)),
     }
 }

@@ -24,9 +24,12 @@ pub enum Outcome {
     /// No token: a 5xx answer (failed init, refused key, failed or throttled
     /// mint with nothing to share).
     Error,
-    /// No token, and none until an operator acts: the configured cache does
-    /// not exist, or the environment is invalid. A 500; counted by the error
-    /// alarm with `error`, and its own metric so it is told apart.
+    /// Only an operator can fix what went wrong: the configured cache does
+    /// not exist, the environment is invalid, or the key may not mint the
+    /// scope asked for. A 500, except that a caller who may share is still
+    /// handed a fresh token when a mint is denied (the line says so); always
+    /// an `ERROR` line, counted by the error alarm with `error`, and its own
+    /// metric so it is told apart.
     Misconfigured,
 }
 

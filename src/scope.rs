@@ -12,8 +12,9 @@ use std::fmt;
 
 use serde::Deserialize;
 
-/// Momento accepts at most this many permissions in one disposable token.
-pub const MAX_PERMISSIONS: usize = 10;
+/// Momento accepts at most this many permissions (policy statements) in one
+/// disposable token (its auth service quotas).
+pub const MAX_PERMISSIONS: usize = 20;
 
 /// The placeholder in a topic name that becomes the caller's `sub`.
 pub const SUB_PLACEHOLDER: &str = "{sub}";
@@ -220,6 +221,17 @@ impl ScopePolicy {
             if group.is_empty() {
                 return Err("a group name is empty".into());
             }
+            // API Gateway hands a REST API's groups over as one comma-separated
+            // string and an HTTP API's as "[a b]": a name holding a separator
+            // could never be matched reliably (`x,staff` would read as `staff`).
+            if group
+                .chars()
+                .any(|c| c == ',' || c == '[' || c == ']' || c.is_whitespace())
+            {
+                return Err(format!(
+                    "group {group:?}: a group name may not contain a comma, a bracket or a space (API Gateway uses them to list a user's groups)"
+                ));
+            }
             check(&format!("group {group:?}"), rules, false)?;
         }
         let distinct = |rules: &mut dyn Iterator<Item = &PermissionRule>| {
@@ -244,6 +256,12 @@ impl ScopePolicy {
             default: raw.default,
             groups: raw.groups,
         })
+    }
+
+    /// Whether `default` lets its callers publish (`publish` or
+    /// `publish-subscribe` on any topic).
+    pub fn default_may_publish(&self) -> bool {
+        self.default.iter().any(|r| r.role != Role::Subscribe)
     }
 
     /// The scope of a caller: the union of the listed groups they belong to,
@@ -408,17 +426,48 @@ mod tests {
     }
 
     #[test]
-    fn a_policy_that_could_exceed_ten_permissions_is_refused() {
+    fn a_group_name_holding_a_list_separator_is_refused() {
+        for name in ["x,staff", "a b", "[staff]"] {
+            let policy = format!(
+                r#"{{"default": [{{"role": "subscribe", "cache": "pizza", "topic": "*"}}], "groups": {{"{name}": [{{"role": "subscribe", "cache": "pizza", "topic": "t"}}]}}}}"#
+            );
+            let err = ScopePolicy::parse(&policy, true).unwrap_err();
+            assert!(err.contains("may not contain a comma"), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_default_that_publishes_is_told_apart() {
+        let policy = ScopePolicy::parse(EXAMPLE, true).unwrap();
+        assert!(
+            !policy.default_may_publish(),
+            "groups may publish; default does not"
+        );
+        assert!(!ScopePolicy::builtin("pizza").default_may_publish());
+        for role in ["publish", "publish-subscribe"] {
+            let json = format!(
+                r#"{{"default": [{{"role": "subscribe", "cache": "pizza", "topic": "*"}}, {{"role": "{role}", "cache": "pizza", "topic": "t"}}]}}"#
+            );
+            assert!(ScopePolicy::parse(&json, false)
+                .unwrap()
+                .default_may_publish());
+        }
+    }
+
+    #[test]
+    fn a_policy_that_could_exceed_twenty_permissions_is_refused() {
         let rules = |from: usize, to: usize| {
             (from..to)
                 .map(|i| format!(r#"{{"role": "subscribe", "cache": "pizza", "topic": "t{i}"}}"#))
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        let default_eleven = format!(r#"{{"default": [{}]}}"#, rules(0, 11));
-        assert!(ScopePolicy::parse(&default_eleven, true)
+        let default_over = format!(r#"{{"default": [{}]}}"#, rules(0, MAX_PERMISSIONS + 1));
+        assert!(ScopePolicy::parse(&default_over, true)
             .unwrap_err()
-            .contains("more than 10"));
+            .contains("more than 20"));
+        let default_at = format!(r#"{{"default": [{}]}}"#, rules(0, MAX_PERMISSIONS));
+        assert!(ScopePolicy::parse(&default_at, true).is_ok());
         let two_groups = |a: String, b: String| {
             let policy = format!(
                 r#"{{"default": [{}], "groups": {{"a": [{a}], "b": [{b}]}}}}"#,
@@ -426,11 +475,11 @@ mod tests {
             );
             ScopePolicy::parse(&policy, true)
         };
-        // Two groups of six: a member of both would get twelve.
-        assert!(two_groups(rules(0, 6), rules(6, 12))
+        // Two groups of eleven: a member of both would get twenty-two.
+        assert!(two_groups(rules(0, 11), rules(11, 22))
             .unwrap_err()
-            .contains("12 permissions"));
-        // Overlapping groups whose union stays at ten are fine.
-        assert!(two_groups(rules(0, 10), rules(0, 10)).is_ok());
+            .contains("22 permissions"));
+        // Overlapping groups whose union stays at twenty are fine.
+        assert!(two_groups(rules(0, 20), rules(0, 20)).is_ok());
     }
 }

@@ -13,14 +13,16 @@ use momento_standin::{
     v1_api_key, Fault, MomentoStandin, Op, Plane, Recorded, Relay, SecretsStandin,
 };
 use secrecy::ExposeSecret;
-use token_vending_machine::caller::{Caller, Identification};
+use token_vending_machine::caller::Caller;
+use token_vending_machine::caller::SHARED_KEY;
 use token_vending_machine::config::Config;
 use token_vending_machine::error::MintError;
 use token_vending_machine::momento::{build_vendor, MomentoCache, MomentoMinter};
 use token_vending_machine::outcome::Outcome;
 use token_vending_machine::scope::{Scope, ScopePolicy};
 use token_vending_machine::secrets::{read_momento_key, MomentoKey};
-use token_vending_machine::vending::{now_epoch, Bounds, VendedToken, Vendor, SHARED_KEY};
+use token_vending_machine::token::{now_epoch, VendedToken};
+use token_vending_machine::vending::{Bounds, Vendor};
 
 const SECRET: &str = "integration-secret-key";
 
@@ -164,7 +166,7 @@ async fn configured_cache_name_and_ttls_reach_the_wire() {
     ];
     let vendor = vendor_with_key(&standin, &v1_api_key(SECRET, "momento.localhost"), &extra);
     // The caller as the function builds it from this configuration.
-    let identification = Identification::from_config(&config(&standin, &extra));
+    let identification = config(&standin, &extra).identification();
     // The order event's caller, 203.0.113.10, as the function identifies it.
     let event = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -418,6 +420,60 @@ async fn an_unreachable_momento_on_a_cold_container_answers_within_two_and_a_hal
     );
     assert_eq!(standin.count(Op::Mint), 0, "nothing reached Momento");
     assert!(relay.connections() >= 2, "the mint tried a new connection");
+}
+
+#[tokio::test]
+async fn a_slow_but_live_cache_keeps_its_connections_across_requests() {
+    let (standin, relay, vendor) = behind_relay().await;
+    assert_eq!(
+        vendor.vend(&ip("203.0.113.10")).await.unwrap().outcome,
+        Outcome::Miss
+    );
+    let opened = relay.connections();
+    // Another region on a bad day: gets take 950 ms of the 1 s budget, sets 100 ms.
+    standin.inject(Op::Get, Fault::Delay(Duration::from_millis(950)));
+    standin.inject(Op::Set, Fault::Delay(Duration::from_millis(100)));
+    for i in 0..6 {
+        let vended = vendor.vend(&ip(&format!("198.51.100.{i}"))).await.unwrap();
+        assert_eq!(vended.outcome, Outcome::Degraded, "{vended:?}");
+    }
+    assert_eq!(
+        relay.connections(),
+        opened,
+        "six slow requests, no new connection"
+    );
+    assert_eq!(standin.count(Op::Mint), 7);
+}
+
+#[tokio::test]
+async fn a_mint_the_key_may_not_make_shares_and_keeps_the_clients() {
+    let (standin, relay, vendor) = behind_relay().await;
+    let first = vendor.vend(&ip("203.0.113.10")).await.unwrap();
+    let opened = relay.connections();
+    standin.inject(Op::Mint, Fault::Status(tonic::Code::PermissionDenied));
+    let shared = vendor.vend(&ip("198.51.100.7")).await.unwrap();
+    assert_eq!(shared.body, first.body, "a fresh token is shared");
+    assert_eq!(
+        shared.outcome,
+        Outcome::Misconfigured,
+        "and the alarms count it"
+    );
+    assert!(
+        shared.cause.as_deref().unwrap().contains("super-user key"),
+        "{shared:?}"
+    );
+    // A user's token is never shared: the denial is the answer.
+    let user = Caller::user("sub-a", Scope::subscribe_all("pizza"));
+    let denied = vendor.vend(&user).await.unwrap_err();
+    assert!(
+        matches!(denied.error, MintError::PermissionDenied(_)),
+        "{denied:?}"
+    );
+    // Healed: the next caller mints over the same connections.
+    standin.heal(Op::Mint);
+    let next = vendor.vend(&ip("198.51.100.8")).await.unwrap();
+    assert_eq!(next.outcome, Outcome::Miss);
+    assert_eq!(relay.connections(), opened, "no client was rebuilt");
 }
 
 // --- signed-in callers: what reaches the wire ---

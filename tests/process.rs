@@ -108,7 +108,7 @@ async fn cold_then_warm_per_caller_tokens_secret_read_once() {
     assert_common_headers(&cold);
     let token = cold.json();
     assert!(token["token"].as_str().is_some_and(|t| !t.is_empty()));
-    assert!(token["exp"].as_u64().unwrap() > token_vending_machine::vending::now_epoch() + 3500);
+    assert!(token["exp"].as_u64().unwrap() > token_vending_machine::token::now_epoch() + 3500);
     assert_eq!(f.secrets.reads(), 1);
 
     // Delete the secret: a warm container must not need it again.
@@ -151,7 +151,7 @@ async fn cold_then_warm_per_caller_tokens_secret_read_once() {
     assert_eq!(
         keys,
         [
-            token_vending_machine::vending::SHARED_KEY,
+            token_vending_machine::caller::SHARED_KEY,
             "203.0.113.10-token",
             "203.0.113.20-token",
             "2001:db8::/64-token"
@@ -471,9 +471,7 @@ async fn a_crowd_of_new_callers_all_get_tokens_within_momentos_mint_limit() {
     );
     for a in &answers {
         assert_eq!(a.status, 200, "{a:?}");
-        assert!(
-            a.json()["exp"].as_u64().unwrap() > token_vending_machine::vending::now_epoch() + 60
-        );
+        assert!(a.json()["exp"].as_u64().unwrap() > token_vending_machine::token::now_epoch() + 60);
     }
     let mints = f.momento.count(Op::Mint);
     let allowed = 5 + (5.0 * elapsed.as_secs_f64()).ceil() as usize;
@@ -978,7 +976,7 @@ async fn signed_in_users_get_their_own_tokens_of_their_groups_scope_and_logs_hid
     );
     assert!(
         f.momento
-            .item("pizza", token_vending_machine::vending::SHARED_KEY)
+            .item("pizza", token_vending_machine::caller::SHARED_KEY)
             .is_none(),
         "nothing shared"
     );
@@ -1108,4 +1106,140 @@ async fn an_untrusted_certificate_is_a_500_and_one_error_line_saying_so() {
         "the line says it was the certificate: {cause}"
     );
     assert_no_secrets_in(&logs, &api_key, &[]);
+}
+
+// --- what only an operator can fix, said once and at the right level ---
+
+#[tokio::test]
+async fn a_mint_the_key_may_not_make_shares_keeps_the_clients_and_is_an_error_line() {
+    let (f, relay) = start_behind_relay(false).await;
+    let first = call(&f, "rest-get-tokens-order.json").await;
+    assert_eq!(first.status, 200);
+    let opened = relay.connections();
+    f.momento
+        .inject(Op::Mint, Fault::Status(tonic::Code::PermissionDenied));
+    let shared = HttpAnswer::from_answer(&f.invoke(&event_from("198.51.100.7")).await).unwrap();
+    assert_eq!(shared.status, 200);
+    assert_eq!(shared.token(), first.token(), "the fresh token is shared");
+    f.momento.heal(Op::Mint);
+    let next = HttpAnswer::from_answer(&f.invoke(&event_from("198.51.100.8")).await).unwrap();
+    assert_eq!(next.status, 200);
+    assert_eq!(relay.connections(), opened, "no client was rebuilt");
+    assert_eq!(f.secrets.reads(), 1, "the key was not read again");
+    let logs = f.finish();
+    assert_eq!(outcomes(&logs), ["miss", "misconfigured", "miss"]);
+    let errors: Vec<serde_json::Value> = json_lines(&logs)
+        .into_iter()
+        .filter(|l| l["level"] == "ERROR")
+        .collect();
+    assert_eq!(errors.len(), 1, "{logs}");
+    let cause = errors[0]["fields"]["cause"].as_str().unwrap_or("");
+    assert!(
+        cause.contains("super-user key") && cause.contains("shared a token"),
+        "{cause}"
+    );
+}
+
+#[tokio::test]
+async fn a_key_refused_during_init_is_reported_there_and_the_first_request_reads_it_again() {
+    // Momento accepts only a new key; the secret still holds the old one.
+    let new_secret = "rotated-during-init-5d4c3b";
+    let f = start_after(&[], |s| s.momento.set_api_key(new_secret)).await;
+    f.runtime
+        .wait_first_poll(Duration::from_secs(15))
+        .await
+        .expect("INIT ends");
+    assert_eq!(f.secrets.reads(), 1);
+    // The rotation lands in the secret before the first request.
+    let new_key = momento_standin::v1_api_key(new_secret, "momento.localhost");
+    f.secrets.put(
+        momento_standin::harness::SECRET_NAME,
+        &serde_json::json!({ "momento": new_key }).to_string(),
+    );
+    let first = call(&f, "rest-get-tokens-order.json").await;
+    assert_eq!(
+        first.status, 200,
+        "the first request did not pay: {first:?}"
+    );
+    assert_eq!(f.secrets.reads(), 2);
+    let logs = f.finish();
+    let errors: Vec<serde_json::Value> = json_lines(&logs)
+        .into_iter()
+        .filter(|l| l["level"] == "ERROR")
+        .collect();
+    assert_eq!(errors.len(), 1, "{logs}");
+    assert!(
+        errors[0]["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("refused the API key during INIT")),
+        "{logs}"
+    );
+    assert_eq!(outcomes(&logs), ["miss"]);
+}
+
+#[tokio::test]
+async fn unsafe_scope_policies_are_named_at_start_and_answered_with_500s() {
+    let publishing =
+        r#"{"default": [{"role": "publish-subscribe", "cache": "pizza", "topic": "chat"}]}"#;
+    let comma_group = r#"{"default": [{"role": "subscribe", "cache": "pizza", "topic": "*"}],
+        "groups": {"x,staff": [{"role": "subscribe", "cache": "pizza", "topic": "t"}]}}"#;
+    for (policy, says) in [
+        (publishing, "ALLOW_ANONYMOUS_PUBLISH"),
+        (comma_group, "may not contain a comma"),
+    ] {
+        let f = start(&[("TOKEN_SCOPES", policy)]).await;
+        for _ in 0..2 {
+            assert_opaque_500(&call(&f, "rest-get-tokens-order.json").await);
+        }
+        assert_eq!(f.momento.count(Op::Mint), 0);
+        let logs = f.finish();
+        let errors: Vec<serde_json::Value> = json_lines(&logs)
+            .into_iter()
+            .filter(|l| l["level"] == "ERROR" && l["fields"]["variable"] == "TOKEN_SCOPES")
+            .collect();
+        assert_eq!(errors.len(), 1, "one line at start naming it: {logs}");
+        assert!(
+            errors[0]["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(says)),
+            "{logs}"
+        );
+    }
+    // The opt-in, by name, lets anonymous callers publish.
+    let f = start(&[
+        ("TOKEN_SCOPES", publishing),
+        ("ALLOW_ANONYMOUS_PUBLISH", "true"),
+    ])
+    .await;
+    assert_eq!(call(&f, "rest-get-tokens-order.json").await.status, 200);
+    let _ = f.finish();
+}
+
+#[tokio::test]
+async fn a_cache_ttl_beyond_the_tokens_usable_life_is_clamped_with_one_warning() {
+    let f = start(&[("TOKEN_TTL_SECONDS", "600")]).await;
+    let answer = call(&f, "rest-get-tokens-order.json").await;
+    assert_eq!(answer.status, 200);
+    let set_ttls: Vec<u64> = f
+        .momento
+        .recorded()
+        .into_iter()
+        .filter_map(|r| match r {
+            Recorded::Set {
+                ttl_milliseconds, ..
+            } => Some(ttl_milliseconds),
+            _ => None,
+        })
+        .collect();
+    assert!(!set_ttls.is_empty());
+    assert!(set_ttls.iter().all(|ms| *ms == 540_000), "{set_ttls:?}");
+    let logs = f.finish();
+    let warnings: Vec<serde_json::Value> = json_lines(&logs)
+        .into_iter()
+        .filter(|l| l["level"] == "WARN" && l["fields"]["variable"] == "CACHE_TTL_SECONDS")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{logs}");
+    assert!(warnings[0]["fields"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("TOKEN_TTL_SECONDS")));
 }
