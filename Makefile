@@ -8,6 +8,8 @@ VENV := $(CURDIR)/.venv
 TOOLS_STAMP := $(VENV)/.installed
 BROWSER_DIR := tests/browser
 BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.installed
+WEB_STAMP := web/node_modules/.installed
+WEB_SDK := web/vendor/momento-sdk-web.js
 OUT := $(CURDIR)/test-output
 
 export PATH := $(VENV)/bin:$(PATH)
@@ -19,7 +21,7 @@ DEV_PORT ?= 9000
 STANDIN_PORT ?= 9090
 export DEV_PORT STANDIN_PORT
 
-.PHONY: test setup tools browser-tools lint unit packaging spec-lint sam-build sam-local browser bench-smoke dev bench clean-tools
+.PHONY: test setup tools browser-tools web lint unit packaging spec-lint sam-build sam-local browser bench-smoke dev bench clean-tools
 
 ## test: install what the tests need, then fmt, clippy, all tests, packaging checks, browser test
 test: setup lint unit packaging sam-local browser bench-smoke
@@ -31,6 +33,14 @@ tools: $(TOOLS_STAMP)
 $(TOOLS_STAMP): tests/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+## web: build Momento's web SDK into web/vendor/momento-sdk-web.js for web/index.html (npm + esbuild; not committed)
+web: $(WEB_SDK)
+$(WEB_SDK): $(WEB_STAMP) web/momento-sdk-entry.js
+	cd web && npm run --silent build
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --silent --no-audit --no-fund
 	touch $@
 
 browser-tools: $(BROWSER_STAMP)
@@ -97,7 +107,7 @@ sam-local: tools sam-build
 	tests/tools/sam-local.sh
 
 ## browser: dev server + stand-in, cargo lambda invoke of every event, headless Chromium cross-origin test
-browser: tools browser-tools
+browser: tools browser-tools web
 	mkdir -p $(OUT)
 	node --test $(BROWSER_DIR)/tvm-client.test.mjs $(BROWSER_DIR)/order-updates.test.mjs
 	node $(BROWSER_DIR)/browser.test.mjs

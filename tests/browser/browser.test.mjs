@@ -13,7 +13,7 @@ import path from 'node:path';
 import assert from 'node:assert/strict';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
-import * as esbuild from 'esbuild';
+import { installMomentoWebStandin } from './momento-web-standin.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
@@ -159,15 +159,6 @@ async function checkKeySources() {
   }
 }
 
-// Momento's web SDK as the browser loads it: one ES module bundled from the npm package.
-async function bundleSdk() {
-  const out = await esbuild.build({
-    entryPoints: [path.join(here, 'sdk-entry.js')],
-    bundle: true, format: 'esm', platform: 'browser', write: false, logLevel: 'error',
-  });
-  return out.outputFiles[0].contents;
-}
-
 // The pages' server: the cross-origin check page, the token client page, the client and the SDK.
 async function pageFiles() {
   const js = 'text/javascript; charset=utf-8';
@@ -175,16 +166,17 @@ async function pageFiles() {
     '/client.html': ['text/html; charset=utf-8', await readFile(path.join(here, 'client.html'))],
     '/web/tvm-client.js': [js, await readFile(path.join(root, 'web/tvm-client.js'))],
     '/web/order-updates.js': [js, await readFile(path.join(root, 'web/order-updates.js'))],
-    '/sdk.js': [js, await bundleSdk()],
+    // The SDK build web/index.html loads (make web writes it; make browser builds it first).
+    '/sdk.js': [js, await readFile(path.join(root, 'web/vendor/momento-sdk-web.js'))],
   };
 }
 
-// web/tvm-client.js in Chromium against a function whose tokens live 62 s. The function
-// replaces a token with 60 s or less left, so a client refreshing 59 s before `exp` gets a
-// new token about 3 s after the first. Prints the timeline the closing note quotes.
+// web/tvm-client.js in Chromium against a function whose tokens live 120 s (the shortest
+// TOKEN_TTL_SECONDS allows). The function replaces a token with 60 s or less left, so a client
+// refreshing 59 s before `exp` gets a new token about 61 s after the first. Prints the timeline.
 async function checkTokenClient(browser, pageBase) {
   const ports = { dev: await freePort(), standin: await freePort(), control: await freePort() };
-  const dev = await startDev(ports, { TOKEN_TTL_SECONDS: '62', CACHE_TTL_SECONDS: '61' });
+  const dev = await startDev(ports, { TOKEN_TTL_SECONDS: '120', CACHE_TTL_SECONDS: '60' });
   try {
     const tokens = `${dev.base}/tokens`;
     const page = await (await browser.newContext()).newPage();
@@ -196,7 +188,7 @@ async function checkTokenClient(browser, pageBase) {
     await page.evaluate((u) => window.startSource('live', u, { marginSeconds: 59 }), tokens);
     await page.waitForFunction(() => window.fetches.some((f) => f.status === 503));
     await setFault(ports.control, 'mint', 'none');
-    await page.waitForFunction(() => window.tokens.length >= 2, null, { timeout: 30_000 });
+    await page.waitForFunction(() => window.tokens.length >= 2, null, { timeout: 120_000 });
     const { fetches, tokens: got } = await page.evaluate(() => ({ fetches: window.fetches, tokens: window.tokens }));
     const t0 = fetches[0].startedAt;
     for (const [i, f] of fetches.entries()) {
@@ -302,6 +294,86 @@ async function checkReadmeExample(browser, pageBase, tokensUrl) {
   assert.equal(fetched, 200, 'the example fetched a token');
   assert.ok(errors.every((e) => e.status === null), `only the unreachable subscription failed: ${JSON.stringify(errors)}`);
   console.log(`  README example (web/order-updates.js): token fetched, subscription attempted with it (${errors[0].message.slice(0, 80)})`);
+}
+
+// The static server docs/browser.md tells users to run, as written there (only the port
+// differs), serving web/ as it is.
+async function serveWebAsDocumented() {
+  const doc = await readFile(path.join(root, 'docs/browser.md'), 'utf8');
+  const command = doc.split('\n').map((l) => l.trim()).find((l) => l.startsWith('python3 -m http.server'));
+  assert.ok(command, 'docs/browser.md shows the command that serves web/');
+  assert.match(command, / 8000 /, `the documented command serves port 8000: ${command}`);
+  const port = await freePort();
+  const child = spawn('bash', ['-c', `exec ${command.replace(' 8000 ', ` ${port} `)}`], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (c) => { stderr += c; });
+  // Ready when it accepts a connection (polled, at most 10 s).
+  for (let i = 0; ; i++) {
+    const open = await new Promise((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => { socket.end(); resolve(true); });
+      socket.on('error', () => resolve(false));
+    });
+    if (open) break;
+    if (i >= 200 || child.exitCode !== null) throw new Error(`${command}: not serving (${stderr})`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { base: `http://127.0.0.1:${port}`, command, stop: () => child.kill() };
+}
+
+// web/index.html as a user serves it, in Chromium: the real SDK (from make web's build, through
+// the page's import map) subscribes through a gRPC-web stand-in and the page shows what is
+// published. Then the laptop sleeps: the page's clock jumps 2 h while its timers stand still,
+// and a visibilitychange must bring a token fetch within 2 s; updates keep arriving, once each.
+// Last, Momento refuses the token as expired: the page must ask the TVM for a new one.
+async function checkIndexPage(browser, tokensUrl) {
+  const server = await serveWebAsDocumented();
+  const context = await browser.newContext();
+  const momento = await installMomentoWebStandin(context);
+  try {
+    const page = await context.newPage();
+    const tokenRequests = [];
+    page.on('request', (r) => { if (r.url() === tokensUrl) tokenRequests.push(Date.now()); });
+    await page.clock.install();
+    const pageUrl = `${server.base}/?tvm=${encodeURIComponent(tokensUrl)}&topic=order-1`;
+    await page.goto(pageUrl);
+    await page.waitForSelector('#status[data-state="live"]', { timeout: 30_000 });
+    assert.equal(await page.inputValue('#tvm'), tokensUrl, 'the form shows the ?tvm= URL');
+    const updates = () => page.$$eval('#updates li .value', (items) => items.map((v) => v.textContent).reverse());
+    momento.publish('order-1: in the oven');
+    await page.waitForFunction(() => document.querySelectorAll('#updates li').length === 1, null, { timeout: 10_000 });
+    assert.deepEqual(await updates(), ['order-1: in the oven']);
+    console.log(`  web/index.html (served by "${server.command}"): live on order-1, update shown; ${tokenRequests.length} token request`);
+
+    // Sleep past exp: Date jumps past the token's hour, no timer fires (setSystemTime).
+    const beforeSleep = tokenRequests.length;
+    await page.clock.setSystemTime(Date.now() + 2 * 3_600_000 + 5 * 60_000);
+    await page.clock.runFor(1000); // a second awake: timers run, none is due
+    assert.equal(tokenRequests.length, beforeSleep, 'no timer fetched: the sleep is invisible to timers');
+    const fetched = page.waitForResponse(tokensUrl, { timeout: 2000 });
+    const wokeAt = Date.now();
+    await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
+    const response = await fetched;
+    const body = await response.json();
+    assert.equal(response.status(), 200);
+    assert.ok(body.expires_in > 60, `a token with life left: ${body.expires_in} s`);
+    console.log(`  web/index.html after a 2 h sleep: visibilitychange fetched a token in ${Date.now() - wokeAt} ms (real time)`);
+    momento.publish('order-1: out for delivery');
+    await page.waitForFunction(() => document.querySelectorAll('#updates li').length === 2, null, { timeout: 10_000 });
+    assert.deepEqual(await updates(), ['order-1: in the oven', 'order-1: out for delivery'], 'each update once, in order');
+
+    // Momento refuses the token: the subscription error makes the page fetch a new one.
+    const refetched = page.waitForResponse(tokensUrl, { timeout: 5000 });
+    momento.refuse('token expired');
+    await refetched;
+    await page.waitForFunction(() => /Authentication|token expired/i.test(document.getElementById('errors').textContent), null, { timeout: 10_000 });
+    console.log(`  web/index.html, token refused by Momento: the page asked the TVM again (${tokenRequests.length} token requests in all)`);
+    await page.screenshot({ path: path.join(outDir, 'index.png'), fullPage: true });
+    await page.evaluate(() => window.orderUpdates.stop());
+  } finally {
+    await momento.close();
+    await context.close();
+    server.stop();
+  }
 }
 
 // A browser whose clock is an hour off, either way, against hour-long tokens: the client times
@@ -414,6 +486,7 @@ async function main() {
     await page.screenshot({ path: path.join(outDir, 'browser.png'), fullPage: true });
 
     await checkReadmeExample(browser, `http://localhost:${pageServer.address().port}`, tokens);
+    await checkIndexPage(browser, tokens);
     await checkClockSkew(browser, `http://localhost:${pageServer.address().port}`, tokens);
     await checkTokenClient(browser, `http://localhost:${pageServer.address().port}`);
     await checkSignedIn(browser, `http://localhost:${pageServer.address().port}`);
