@@ -10,9 +10,10 @@
   fail; each `--parameter-overrides` pair must reach SAM whole (the value SAM's
   CfnParameterOverridesType yields equals the shell word after `Name=`), name a parameter of
   the template the command targets, and satisfy its constraints; a `TokenScopes` value must be
-  JSON equal to one of the policy files docs/*scopes*.json (which the Rust tests parse with the
-  function's own ScopePolicy), and, when TVM_CONFIG_CHECK names the function's configuration
-  checker, pass it;
+  JSON equal to one of the policy files docs/*scopes*.json; and what a documented
+  `sam deploy --parameter-overrides` gives the function, mapped through the template's
+  Environment, must pass the function's own `--check-config` (the same validation it runs at
+  start);
 - the `sam deploy --guided` transcript after `<!-- sam deploy --guided -->` lists exactly the
   prompts the installed SAM CLI asks for template.yaml (read from samcli's source, its
   auth check run on the template), in order, with the template's defaults;
@@ -367,9 +368,8 @@ def policy_files(root):
     return out
 
 
-def check_scope_policy(root, value, caller_identity):
-    """A TokenScopes value: JSON, one of the policy files, then the function's own
-    configuration check when available."""
+def check_scope_policy(root, value):
+    """A TokenScopes value: JSON, and one of the documented policy files."""
     try:
         policy = json.loads(value)
     except ValueError as e:
@@ -377,12 +377,90 @@ def check_scope_policy(root, value, caller_identity):
     files = policy_files(root)
     if policy not in files.values():
         return f"the policy is none of the documented policy files {sorted(files)}: put it in one (docs/<name>-scopes.json)"
-    checker = os.environ.get("TVM_CONFIG_CHECK")
-    if checker:
-        env = dict(os.environ, TOKEN_SCOPES=value, CALLER_IDENTITY=caller_identity, CACHE_NAME="pizza")
-        run = subprocess.run([checker], env=env, capture_output=True, text=True, timeout=60)
-        if run.returncode != 0:
-            return f"refused by the function's configuration check: {(run.stderr or run.stdout).strip()}"
+    return None
+
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+_CHECKER = []
+
+
+def config_checker():
+    """The function's own configuration check: `token-vending-machine --check-config` (the same
+    Config the function validates at start; exit 0 = valid, 2 = invalid, naming the variable).
+    TVM_CONFIG_CHECK overrides the command; otherwise the debug binary `make test`'s unit tier
+    builds, rebuilt with cargo first when any source is newer (or it is missing)."""
+    if _CHECKER:
+        return _CHECKER[0]
+    if os.environ.get("TVM_CONFIG_CHECK"):
+        _CHECKER.append(shlex.split(os.environ["TVM_CONFIG_CHECK"]))
+        return _CHECKER[0]
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
+    binary = os.path.join(target, "debug", "token-vending-machine")
+    sources = [os.path.join(REPO, f) for f in ("Cargo.toml", "Cargo.lock")]
+    sources += glob.glob(os.path.join(REPO, "src", "**", "*.rs"), recursive=True)
+    newest = max(os.path.getmtime(f) for f in sources if os.path.exists(f))
+    if not os.path.exists(binary) or os.path.getmtime(binary) < newest:
+        print("check-readme: building the function for its --check-config", file=sys.stderr)
+        subprocess.run(["cargo", "build", "--quiet", "--bin", "token-vending-machine"], cwd=REPO, check=True)
+    _CHECKER.append([binary, "--check-config"])
+    return _CHECKER[0]
+
+
+def resolve(value, given, template):
+    """An environment value of the template, for the given parameter values (intrinsics the
+    function's environment uses: Ref, If, Equals, Not, And, Or, Condition; other refs are "x")."""
+    params = template.get("Parameters") or {}
+    conditions = template.get("Conditions") or {}
+
+    def ev(v):
+        if isinstance(v, Tag):
+            if v.name == "Ref":
+                if v.value in params:
+                    return given.get(v.value, str(params[v.value].get("Default", "")))
+                return "x"  # a resource: the secret's ARN
+            if v.name == "If":
+                cond, yes, no = v.value
+                return ev(yes) if ev(conditions[cond]) else ev(no)
+            if v.name == "Equals":
+                return ev(v.value[0]) == ev(v.value[1])
+            if v.name == "Not":
+                return not ev(v.value[0])
+            if v.name in ("And", "Or"):
+                results = [ev(x) for x in v.value]
+                return all(results) if v.name == "And" else any(results)
+            return "x"
+        if isinstance(v, dict) and set(v) == {"Condition"}:
+            return ev(conditions[v["Condition"]])
+        if isinstance(v, dict) and len(v) == 1:
+            key = next(iter(v))
+            if key.startswith("Fn::"):
+                return ev(Tag(key[4:], v[key]))
+        return v if not isinstance(v, (int, float)) else str(v)
+
+    return ev(value)
+
+
+def function_config_problem(template, overrides):
+    """Feed what a deploy gives the function, as the template maps it into its environment, to
+    the function's own configuration check."""
+    variables = {}
+    for res in (template.get("Resources") or {}).values():
+        if res.get("Type") == "AWS::Serverless::Function":
+            variables.update((((res.get("Properties") or {}).get("Environment") or {}).get("Variables")) or {})
+    if not variables:
+        return None
+    given = {}
+    for name, value in overrides.items():
+        # A placeholder (<...>, $VAR) stands for a real, non-empty value of the right form.
+        if "<" in value or "$" in value:
+            value = "placeholder"
+        given[name] = value
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKEN_", "CACHE_", "SECRET_", "MOMENTO_"))}
+    for var, expr in variables.items():
+        env[var] = str(resolve(expr, given, template))
+    run = subprocess.run(config_checker(), env=env, capture_output=True, text=True, timeout=120)
+    if run.returncode != 0:
+        return f"the function's --check-config refuses it: {(run.stderr or run.stdout).strip()}"
     return None
 
 
@@ -485,12 +563,13 @@ def sam_command_problems(repo, page, shown, words, cwd, written, click, notes, i
                 out.append(f"{page}: --parameter-overrides {name}={got}: {why}")
         if name == "TokenScopes" and got:
             notes.add("checked-token-scopes")
-            identity = "cognito" if overrides.get("UserPoolArn") else "source-ip"
-            why = check_scope_policy(repo.root, got, identity)
+            why = check_scope_policy(repo.root, got)
             if why:
                 out.append(f"{page}: --parameter-overrides TokenScopes: {why}")
-            elif not os.environ.get("TVM_CONFIG_CHECK"):
-                notes.add("TokenScopes values: JSON and equal to a docs/*scopes*.json policy; TVM_CONFIG_CHECK (the function's own check) is not set")
+    if template is not None and not out and path[-1] == "deploy":
+        why = function_config_problem(template, overrides)
+        if why:
+            out.append(f"{page}: `{shown}`: {why}")
     for name in overrides:
         if name not in [n for n, _ in pairs]:
             out.append(f"{page}: --parameter-overrides: SAM reads a pair {name}= the shell words do not show")
@@ -919,6 +998,10 @@ def self_test(root):
          append(page, "```sh\nsam deploy --parameter-overrides 'TokenScopes=\"{default\"'\n```\n"), "not JSON"),
         ("a TokenScopes value that is no documented policy",
          append(page, "```sh\nsam deploy --parameter-overrides 'TokenScopes=\"{\\\"default\\\":[]}\"'\n```\n"), "none of the documented policy files"),
+        ("a policy the function refuses in this mode (its {sub} without a user pool)",
+         append(page, "```sh\nsam deploy --parameter-overrides " + shlex.quote("TokenScopes=" + json.dumps(
+             json.dumps(json.load(open(os.path.join(root, "docs", "pizza-scopes.json"))), separators=(",", ":")))) + "\n```\n"),
+         "--check-config refuses it"),
         ("an option SAM CLI does not have",
          append(page, "```sh\nsam deploy --no-such-option\n```\n"), "No such option"),
         ("a sam command that does not exist", append(page, "```sh\nsam deplyo\n```\n"), "no such command"),
