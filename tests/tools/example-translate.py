@@ -17,7 +17,10 @@ docs/existing-app.md says. Checks what CloudFormation would receive:
   alarm under the API's real Name and stage;
 - the nested template, translated with the parameters the app passes, creates
   only the function's own resources (tests/tools/sam-translate.py checks the
-  nested mode in depth).
+  nested mode in depth);
+- docs/existing-app.md tells the truth about it: the line counts it gives are
+  the lines between the example's markers (the same block in both specs), and
+  every line of its YAML snippets is a line of those blocks.
 
 Usage: example-translate.py [example directory]
 """
@@ -55,6 +58,37 @@ def includes(template):
             check(include["Name"] == "AWS::Include", f"{name} is not defined through AWS::Include")
             out[name] = include["Parameters"]["Location"]
     return out
+
+
+def marked(path, begin, end):
+    """The lines a user copies: between the markers, comments and blank lines left out."""
+    with open(path) as f:
+        text = f.read()
+    check(begin in text and end in text, f"{path}: markers {begin!r} / {end!r} missing")
+    block = text[text.index(begin):text.index(end)].splitlines()[1:]
+    return [line.split(" #")[0].rstrip() for line in block if line.strip() and not line.strip().startswith("#")]
+
+
+def check_doc(example):
+    doc_path = os.path.join(ROOT, "docs/existing-app.md")
+    with open(doc_path) as f:
+        doc = f.read()
+    template = marked(os.path.join(example, "template.yaml"),
+                      "# ---- the token vending machine", "# ---- end of the token vending machine")
+    specs = [marked(os.path.join(example, s), "# ---- GET /tokens", "# ---- end of GET /tokens")
+             for s in ("order-openapi.yaml", "admin-openapi.yaml")]
+    check(specs[0] == specs[1], "the two specs' /tokens blocks differ (the doc says they are the same)")
+    total = len(template) + 2 * len(specs[0])
+    for claim in (f"What you copy: {total} lines", f"| {len(template)} |", f"| {len(specs[0])} per spec, the same {len(specs[0])} in both |"):
+        check(claim in doc, f"docs/existing-app.md does not say {claim!r} (the example's marked blocks)")
+    blocks = [b.split("\n", 1)[1] for b in doc.split("```")[1::2] if b.startswith("yaml")]
+    check(len(blocks) == 2, f"docs/existing-app.md has {len(blocks)} YAML snippets")
+    for block, source in zip(blocks, (template, specs[0])):
+        for line in block.splitlines():
+            line = line.split(" #")[0].rstrip()
+            if line.strip() and not line.strip().startswith("#"):
+                check(line in source, f"docs/existing-app.md shows {line.strip()!r}, which the example lacks")
+    return total
 
 
 def main():
@@ -133,6 +167,8 @@ def main():
         with open(os.path.join(ROOT, "order-openapi.yaml" if api == "OrderApi" else "admin-openapi.yaml")) as f:
             theirs = yaml.safe_dump(yaml.safe_load(f)["x-amazon-apigateway-gateway-responses"])
         check(theirs not in gateway_responses, "the example's gateway responses are the token vending machine's")
+    copied = check_doc(example)
+    print(f"example-translate: docs/existing-app.md's {copied} copied lines and snippets are the example's")
     print(f"example-translate: {len(apis)} APIs keep their own paths and gateway responses; GET (and every "
           f"method of) /tokens -> {APP}.Outputs.FunctionArn with an invoke permission per stage; "
           "one stage per API, watched under its real name and stage")
