@@ -61,7 +61,9 @@ lint:
 unit:
 	cargo test --workspace
 
+## packaging: spec checks, both x86_64 test builds, and `sam package` of each into a loopback S3 (moto)
 packaging: tools spec-lint sam-build
+	$(VENV)/bin/python tests/tools/sam-package.py $(TEST_BUILD_DIR) $(EXAMPLE_BUILD_DIR)
 
 spec-lint: tools
 	sam validate --lint
