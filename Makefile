@@ -97,8 +97,11 @@ sam-build: tools
 	# and the check must be able to fail (a limit below what any binary needs).
 	tests/tools/check-glibc.sh $(TEST_BUILD_DIR)/TokenVendingMachineFunction/bootstrap 2.34
 	! tests/tools/check-glibc.sh $(TEST_BUILD_DIR)/TokenVendingMachineFunction/bootstrap 2.2 2>/dev/null
+	# The leftover build can be deployed only as what it is (sam build leaves the default at arm64).
+	$(VENV)/bin/python tests/tools/pin-arch.py x86_64 $(TEST_BUILD_DIR)/template.yaml
 	cd $(EXAMPLE) && sam build --beta-features --build-dir $(EXAMPLE_BUILD_DIR) --parameter-overrides Architecture=x86_64
 	tests/tools/check-arch.sh $(EXAMPLE_BUILD_DIR)/TokenVendingMachine/TokenVendingMachineFunction/bootstrap x86_64
+	$(VENV)/bin/python tests/tools/pin-arch.py x86_64 $(EXAMPLE_BUILD_DIR)/template.yaml $(EXAMPLE_BUILD_DIR)/TokenVendingMachine/template.yaml
 	# Where `sam deploy` reads: no build at all, or the default arm64 one.
 	if [ -e .aws-sam/build/TokenVendingMachineFunction/bootstrap ]; then \
 		tests/tools/check-arch.sh .aws-sam/build/TokenVendingMachineFunction/bootstrap aarch64; \

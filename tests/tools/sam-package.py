@@ -9,7 +9,8 @@ reaches AWS). Checks what CloudFormation would be handed:
 - every AWS::Include Location is an uploaded copy of the spec file it named;
 - the example's nested application became an uploaded template that is this
   repo's template (CreateApis and the other parameters intact) with its own
-  code and specs uploaded the same way.
+  code and specs uploaded the same way;
+- every packaged test build accepts Architecture=x86_64 only (what its code is).
 
 Usage: sam-package.py <build dir> <example build dir>
 """
@@ -135,7 +136,12 @@ def main():
             nested = Packaged(s3, yaml_parse(example.object(app["Location"]).decode()))
             with open(os.path.join(ROOT, "template.yaml")) as f:
                 ours = yaml_parse(f.read())
-            check(nested.template["Parameters"] == ours["Parameters"], "the nested template is not template.yaml")
+            check(set(nested.template["Parameters"]) == set(ours["Parameters"]), "the nested template is not template.yaml")
+            # make sam-build pins a test build to its architecture (tests/tools/pin-arch.py).
+            for packaged in (main_pkg, example, nested):
+                arch = packaged.template["Parameters"]["Architecture"]
+                check(arch["AllowedValues"] == ["x86_64"] and arch["Default"] == "x86_64",
+                      f"a packaged x86_64 test build accepts Architecture {arch['AllowedValues']}")
             check(app["Parameters"]["CreateApis"] == "false", "the nested application lost CreateApis")
             nested.check_function("TokenVendingMachineFunction", "x86_64")
             check(nested.check_includes(ROOT) == 2, "the nested template's specs were not uploaded")
