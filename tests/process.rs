@@ -69,6 +69,14 @@ fn json_lines(logs: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The JSON log lines at `level` (`ERROR`, `WARN`, ...).
+fn lines_at(logs: &str, level: &str) -> Vec<serde_json::Value> {
+    json_lines(logs)
+        .into_iter()
+        .filter(|l| l["level"] == level)
+        .collect()
+}
+
 fn request_lines(logs: &str) -> Vec<serde_json::Value> {
     json_lines(logs)
         .into_iter()
@@ -1095,10 +1103,7 @@ async fn an_untrusted_certificate_is_a_500_and_one_error_line_saying_so() {
     assert_eq!(f.momento.count(Op::Mint), 0, "no token");
     let api_key = f.api_key.clone();
     let logs = f.finish();
-    let errors: Vec<serde_json::Value> = json_lines(&logs)
-        .into_iter()
-        .filter(|l| l["level"] == "ERROR")
-        .collect();
+    let errors = lines_at(&logs, "ERROR");
     assert_eq!(errors.len(), 1, "{logs}");
     let cause = errors[0]["fields"]["cause"].as_str().unwrap_or("");
     assert!(
@@ -1128,10 +1133,7 @@ async fn a_mint_the_key_may_not_make_shares_keeps_the_clients_and_is_an_error_li
     assert_eq!(f.secrets.reads(), 1, "the key was not read again");
     let logs = f.finish();
     assert_eq!(outcomes(&logs), ["miss", "misconfigured", "miss"]);
-    let errors: Vec<serde_json::Value> = json_lines(&logs)
-        .into_iter()
-        .filter(|l| l["level"] == "ERROR")
-        .collect();
+    let errors = lines_at(&logs, "ERROR");
     assert_eq!(errors.len(), 1, "{logs}");
     let cause = errors[0]["fields"]["cause"].as_str().unwrap_or("");
     assert!(
@@ -1163,10 +1165,7 @@ async fn a_key_refused_during_init_is_reported_there_and_the_first_request_reads
     );
     assert_eq!(f.secrets.reads(), 2);
     let logs = f.finish();
-    let errors: Vec<serde_json::Value> = json_lines(&logs)
-        .into_iter()
-        .filter(|l| l["level"] == "ERROR")
-        .collect();
+    let errors = lines_at(&logs, "ERROR");
     assert_eq!(errors.len(), 1, "{logs}");
     assert!(
         errors[0]["fields"]["message"]
@@ -1193,9 +1192,9 @@ async fn unsafe_scope_policies_are_named_at_start_and_answered_with_500s() {
         }
         assert_eq!(f.momento.count(Op::Mint), 0);
         let logs = f.finish();
-        let errors: Vec<serde_json::Value> = json_lines(&logs)
+        let errors: Vec<serde_json::Value> = lines_at(&logs, "ERROR")
             .into_iter()
-            .filter(|l| l["level"] == "ERROR" && l["fields"]["variable"] == "TOKEN_SCOPES")
+            .filter(|l| l["fields"]["variable"] == "TOKEN_SCOPES")
             .collect();
         assert_eq!(errors.len(), 1, "one line at start naming it: {logs}");
         assert!(
@@ -1234,9 +1233,9 @@ async fn a_cache_ttl_beyond_the_tokens_usable_life_is_clamped_with_one_warning()
     assert!(!set_ttls.is_empty());
     assert!(set_ttls.iter().all(|ms| *ms == 540_000), "{set_ttls:?}");
     let logs = f.finish();
-    let warnings: Vec<serde_json::Value> = json_lines(&logs)
+    let warnings: Vec<serde_json::Value> = lines_at(&logs, "WARN")
         .into_iter()
-        .filter(|l| l["level"] == "WARN" && l["fields"]["variable"] == "CACHE_TTL_SECONDS")
+        .filter(|l| l["fields"]["variable"] == "CACHE_TTL_SECONDS")
         .collect();
     assert_eq!(warnings.len(), 1, "{logs}");
     assert!(warnings[0]["fields"]["message"]

@@ -257,3 +257,36 @@ async fn a_denied_mint_with_nothing_to_share_is_the_denial() {
         MintError::PermissionDenied(_)
     ));
 }
+
+#[tokio::test]
+async fn a_failed_mint_shares_a_fresh_token_from_memory_or_the_shared_key() {
+    let r = rig();
+    let first = r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
+    r.minter.on_mint(Behaviour::Fail);
+    let shared = r.vendor.vend(&ip("198.51.100.7")).await.unwrap();
+    assert_eq!(
+        (shared.outcome, shared.body.as_str()),
+        (Outcome::Shared, first.body.as_str())
+    );
+
+    let cold = rig();
+    let elsewhere = token_json("minted-elsewhere", now_epoch() + 3000);
+    cold.cache.insert(SHARED_KEY, &elsewhere);
+    cold.minter.on_mint(Behaviour::Fail);
+    let shared = cold.vendor.vend(&ip("198.51.100.7")).await.unwrap();
+    assert_eq!(
+        (shared.outcome, shared.body.as_str()),
+        (Outcome::Shared, elsewhere.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_refused_key_on_the_mint_is_never_hidden_by_sharing() {
+    let r = rig();
+    r.vendor.vend(&ip("203.0.113.10")).await.unwrap();
+    r.minter.on_mint(Behaviour::Reject);
+    assert_eq!(
+        r.error_for(&ip("198.51.100.7")).await,
+        MintError::KeyRejected
+    );
+}
