@@ -81,7 +81,7 @@ impl fmt::Display for MintError {
             ),
             MintError::CacheNotFound(cache) => write!(
                 f,
-                "cache {cache} does not exist in this Momento account and region: create it (README, Deploy step 1) or set CACHE_NAME"
+                "cache {cache} does not exist in this Momento account and region: create it (README, Quick start step 2) or set CACHE_NAME"
             ),
             MintError::Failed(cause) => write!(f, "token mint failed: {cause}"),
         }

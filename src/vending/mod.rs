@@ -1,7 +1,7 @@
 //! The decisions: reuse a caller's token, mint a new one, or share a fresh
 //! one when Momento can't mint; and when to abandon a connection.
 //!
-//! This module is the narrative the README tells, and only that. Who the
+//! This module is the narrative docs/design.md tells, and only that. Who the
 //! caller is and what its token may do arrive as a [`Caller`]; the rooms
 //! around it keep the bookkeeping:
 //! - [`ports`]: the [`TokenCache`] and [`TokenMinter`] traits vending talks

@@ -279,7 +279,7 @@ async function checkSignedIn(browser, pageBase) {
   }
 }
 
-// web/order-updates.js, the README's browser example as it is, in Chromium against the dev
+// web/order-updates.js, the browser example as it is, in Chromium against the dev
 // server: it must fetch a token and hand it to Momento's web SDK for a subscription. The SDK's
 // Momento endpoint is the stand-in's made-up host, which this machine cannot reach, so the
 // subscription itself fails and is reported through onError: what is proven is the wiring.
@@ -293,7 +293,7 @@ async function checkReadmeExample(browser, pageBase, tokensUrl) {
   await page.evaluate(() => window.example.stop());
   assert.equal(fetched, 200, 'the example fetched a token');
   assert.ok(errors.every((e) => e.status === null), `only the unreachable subscription failed: ${JSON.stringify(errors)}`);
-  console.log(`  README example (web/order-updates.js): token fetched, subscription attempted with it (${errors[0].message.slice(0, 80)})`);
+  console.log(`  browser example (web/order-updates.js): token fetched, subscription attempted with it (${errors[0].message.slice(0, 80)})`);
 }
 
 // The static server docs/browser.md tells users to run, as written there (only the port
